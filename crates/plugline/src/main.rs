@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use portmap::{discover, ClientConfig, DiscoverOptions, Discovered, Gateway, Mapping, MappingRequest, Protocol};
+use portmap::{
+    discover, ClientConfig, DiscoverOptions, Discovered, Gateway, Mapping, MappingRequest, Protocol,
+};
 
 mod output;
 
@@ -139,7 +141,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("plugline: cannot start the async runtime: {e}");

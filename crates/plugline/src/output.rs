@@ -38,7 +38,10 @@ pub fn discovered(found: &[Discovered], json: bool) {
         );
         println!(
             "  status       {}",
-            d.connection_status.as_deref().map(shown).unwrap_or_else(|| "(unknown)".into())
+            d.connection_status
+                .as_deref()
+                .map(shown)
+                .unwrap_or_else(|| "(unknown)".into())
         );
     }
 }

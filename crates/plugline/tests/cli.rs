@@ -30,7 +30,13 @@ fn port_out_of_range_is_refused() {
 
 #[test]
 fn port_zero_is_refused_before_anything_is_sent() {
-    let (ok, _, err) = run(&["add", "udp", "0", "--gateway", "http://127.0.0.1:9/rootDesc.xml"]);
+    let (ok, _, err) = run(&[
+        "add",
+        "udp",
+        "0",
+        "--gateway",
+        "http://127.0.0.1:9/rootDesc.xml",
+    ]);
     assert!(!ok);
     assert!(err.contains("'0'"), "{err}");
     assert!(!err.contains("connect"), "nothing may be sent: {err}");
@@ -38,10 +44,18 @@ fn port_zero_is_refused_before_anything_is_sent() {
 
 #[test]
 fn unreachable_gateway_is_one_line() {
-    let (ok, out, err) = run(&["status", "--gateway", "http://127.0.0.1:9/rootDesc.xml", "--json"]);
+    let (ok, out, err) = run(&[
+        "status",
+        "--gateway",
+        "http://127.0.0.1:9/rootDesc.xml",
+        "--json",
+    ]);
     assert!(!ok);
     assert!(out.is_empty(), "nothing on stdout on failure: {out}");
-    assert!(err.starts_with("plugline: HTTP GET http://127.0.0.1:9/rootDesc.xml: connect"), "{err}");
+    assert!(
+        err.starts_with("plugline: HTTP GET http://127.0.0.1:9/rootDesc.xml: connect"),
+        "{err}"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
 
@@ -54,7 +68,13 @@ fn non_http_gateway_url_is_refused() {
 
 #[test]
 fn unknown_interface_is_named() {
-    let (ok, _, err) = run(&["discover", "--interface", "nosuchif0", "--timeout-ms", "100"]);
+    let (ok, _, err) = run(&[
+        "discover",
+        "--interface",
+        "nosuchif0",
+        "--timeout-ms",
+        "100",
+    ]);
     assert!(!ok);
     assert!(err.contains("nosuchif0"), "{err}");
 }

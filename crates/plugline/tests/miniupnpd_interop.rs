@@ -18,7 +18,10 @@ fn ready(test: &str) -> bool {
 }
 
 fn plugline(ns: &Netns, args: &[&str]) -> Output {
-    ns.command(PLUGLINE).args(args).output().expect("running plugline")
+    ns.command(PLUGLINE)
+        .args(args)
+        .output()
+        .expect("running plugline")
 }
 
 /// Runs plugline, asserts success, and parses its JSON.
@@ -30,12 +33,20 @@ fn plugline_json(ns: &Netns, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("plugline {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "plugline {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
 }
 
 fn upnpc_list(net: &HomeNet, url: &str) -> String {
-    let out = net.phone.command("upnpc").args(["-u", url, "-l"]).output().unwrap();
+    let out = net
+        .phone
+        .command("upnpc")
+        .args(["-u", url, "-l"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
@@ -57,12 +68,21 @@ fn discover_finds_miniupnpd_with_its_external_address() {
     let gw = &found[0];
     assert_eq!(gw["location"], igd.root_desc_url());
     assert_eq!(gw["external_ip"], GW_WAN_IP.to_string());
-    assert_eq!(gw["service_type"], "urn:schemas-upnp-org:service:WANIPConnection:2");
-    assert!(gw["control_url"].as_str().unwrap().starts_with("http://192.168.0.1:5000/"));
+    assert_eq!(
+        gw["service_type"],
+        "urn:schemas-upnp-org:service:WANIPConnection:2"
+    );
+    assert!(gw["control_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://192.168.0.1:5000/"));
     assert!(gw["friendly_name"].as_str().is_some_and(|n| !n.is_empty()));
 
     // --all on the same network finds the same single gateway.
-    let all = plugline_json(&net.phone, &["discover", "--all", "--json", "--timeout-ms", "800"]);
+    let all = plugline_json(
+        &net.phone,
+        &["discover", "--all", "--json", "--timeout-ms", "800"],
+    );
     assert_eq!(all.as_array().unwrap().len(), 1);
 }
 
@@ -94,11 +114,26 @@ fn udp_mapping_forwards_and_is_what_upnpc_lists() {
         .phone
         .enter(|| UdpSocket::bind((PHONE_IP, 5060)))
         .expect("listener on the phone");
-    listener.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
 
     let added = plugline_json(
         &net.phone,
-        &["add", "udp", "5060", "--external-port", "40060", "--lease", "600", "--description", "plugline test", "--gateway", &url, "--json"],
+        &[
+            "add",
+            "udp",
+            "5060",
+            "--external-port",
+            "40060",
+            "--lease",
+            "600",
+            "--description",
+            "plugline test",
+            "--gateway",
+            &url,
+            "--json",
+        ],
     );
     assert_eq!(added["protocol"], "UDP");
     assert_eq!(added["external_ip"], GW_WAN_IP.to_string());
@@ -124,13 +159,22 @@ fn udp_mapping_forwards_and_is_what_upnpc_lists() {
     let sender: UdpSocket = net.wan.enter(|| UdpSocket::bind("203.0.113.10:0")).unwrap();
     sender.send_to(b"hello phone", (GW_WAN_IP, 40060)).unwrap();
     let mut buf = [0u8; 64];
-    let (n, from) = listener.recv_from(&mut buf).expect("datagram through the mapping");
+    let (n, from) = listener
+        .recv_from(&mut buf)
+        .expect("datagram through the mapping");
     assert_eq!(&buf[..n], b"hello phone");
     assert_eq!(from.ip().to_string(), "203.0.113.10");
 
     let out = plugline(&net.phone, &["delete", "udp", "40060", "--gateway", &url]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!upnpc_list(&net, &url).contains("40060"), "still listed after delete");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !upnpc_list(&net, &url).contains("40060"),
+        "still listed after delete"
+    );
     let ours = plugline_json(&net.phone, &["list", "--gateway", &url, "--json"]);
     assert_eq!(ours.as_array().unwrap().len(), 0);
 }
@@ -141,9 +185,15 @@ fn tcp_mapping_forwards_a_connection() {
         return;
     }
     let (net, igd) = start();
-    let listener: TcpListener = net.phone.enter(|| TcpListener::bind((PHONE_IP, 8080))).unwrap();
+    let listener: TcpListener = net
+        .phone
+        .enter(|| TcpListener::bind((PHONE_IP, 8080)))
+        .unwrap();
     // Through discovery, not --gateway.
-    let added = plugline_json(&net.phone, &["add", "tcp", "8080", "--external-port", "40080", "--json"]);
+    let added = plugline_json(
+        &net.phone,
+        &["add", "tcp", "8080", "--external-port", "40080", "--json"],
+    );
     assert_eq!(added["protocol"], "TCP");
     assert_eq!(added["external_port"], 40080);
     assert!(upnpc_list(&net, &igd.root_desc_url()).contains("TCP 40080->192.168.0.91:8080"));
@@ -163,7 +213,11 @@ fn tcp_mapping_forwards_a_connection() {
     assert_eq!(&buf, b"ping");
 
     let out = plugline(&net.phone, &["delete", "tcp", "40080"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -174,7 +228,18 @@ fn refusals_print_the_upnp_code_and_name() {
     let (net, igd) = start();
     let url = igd.root_desc_url();
     // Secure mode: the phone may not map a port to another host.
-    let out = plugline(&net.phone, &["add", "udp", "5060", "--internal-client", "192.168.0.50", "--gateway", &url]);
+    let out = plugline(
+        &net.phone,
+        &[
+            "add",
+            "udp",
+            "5060",
+            "--internal-client",
+            "192.168.0.50",
+            "--gateway",
+            &url,
+        ],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -183,7 +248,10 @@ fn refusals_print_the_upnp_code_and_name() {
         "{err}"
     );
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(!upnpc_list(&net, &url).contains("192.168.0.50"), "refused mapping exists");
+    assert!(
+        !upnpc_list(&net, &url).contains("192.168.0.50"),
+        "refused mapping exists"
+    );
 }
 
 #[test]
@@ -194,17 +262,50 @@ fn any_port_gets_another_port_when_the_wanted_one_is_taken() {
     let net = HomeNet::new().expect("home network");
     // Secure mode off, so that upnpc can give 40100 to another LAN host (a mapping of our own
     // host on the same port would be a refresh, not a conflict).
-    let igd = Miniupnpd::start(&net, Options { secure_mode: false, ..Options::default() }).expect("miniupnpd");
+    let igd = Miniupnpd::start(
+        &net,
+        Options {
+            secure_mode: false,
+            ..Options::default()
+        },
+    )
+    .expect("miniupnpd");
     let url = igd.root_desc_url();
     let out = net
         .phone
         .command("upnpc")
-        .args(["-u", &url, "-a", "192.168.0.50", "6000", "40100", "UDP", "600"])
+        .args([
+            "-u",
+            &url,
+            "-a",
+            "192.168.0.50",
+            "6000",
+            "40100",
+            "UDP",
+            "600",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // Same internal client and port again is a refresh, so ask for a different internal port.
-    let added = plugline_json(&net.phone, &["add", "udp", "6001", "--external-port", "40100", "--any", "--gateway", &url, "--json"]);
+    let added = plugline_json(
+        &net.phone,
+        &[
+            "add",
+            "udp",
+            "6001",
+            "--external-port",
+            "40100",
+            "--any",
+            "--gateway",
+            &url,
+            "--json",
+        ],
+    );
     let port = added["external_port"].as_u64().unwrap();
     assert_ne!(port, 40100, "{added}");
     assert!(upnpc_list(&net, &url).contains(&format!("UDP {port}->192.168.0.91:6001")));

@@ -98,7 +98,10 @@ pub async fn discover(options: &DiscoverOptions) -> Result<Vec<Discovered>> {
             ..SearchConfig::default()
         },
     );
-    let destination = SocketAddr::V4(SocketAddrV4::new(ssdp_proto::MULTICAST_V4, ssdp_proto::PORT));
+    let destination = SocketAddr::V4(SocketAddrV4::new(
+        ssdp_proto::MULTICAST_V4,
+        ssdp_proto::PORT,
+    ));
 
     let mut probes: JoinSet<Result<Discovered>> = JoinSet::new();
     let mut waiting: Vec<Candidate> = Vec::new();
@@ -233,7 +236,8 @@ fn search_socket(local: Ipv4Addr) -> Result<UdpSocket> {
         socket.set_nonblocking(true)?;
         Ok(socket.into())
     };
-    let std_socket = setup().map_err(|e| Error::io(format!("opening the SSDP socket on {local}"), e))?;
+    let std_socket =
+        setup().map_err(|e| Error::io(format!("opening the SSDP socket on {local}"), e))?;
     UdpSocket::from_std(std_socket).map_err(|e| Error::io("registering the SSDP socket", e))
 }
 
@@ -263,16 +267,40 @@ mod tests {
     #[test]
     fn location_must_be_the_sender_on_link() {
         let ifs = lan();
-        assert!(check_location(&candidate("192.168.0.1:1900", "http://192.168.0.1:5000/rootDesc.xml"), &ifs).is_ok());
+        assert!(check_location(
+            &candidate("192.168.0.1:1900", "http://192.168.0.1:5000/rootDesc.xml"),
+            &ifs
+        )
+        .is_ok());
         // Points at another host on the LAN.
-        assert!(check_location(&candidate("192.168.0.1:1900", "http://192.168.0.7:80/x.xml"), &ifs).is_err());
+        assert!(check_location(
+            &candidate("192.168.0.1:1900", "http://192.168.0.7:80/x.xml"),
+            &ifs
+        )
+        .is_err());
         // Points off the LAN.
-        assert!(check_location(&candidate("192.168.0.1:1900", "http://203.0.113.10/x.xml"), &ifs).is_err());
+        assert!(check_location(
+            &candidate("192.168.0.1:1900", "http://203.0.113.10/x.xml"),
+            &ifs
+        )
+        .is_err());
         // Sender off-link (spoofed or routed).
-        assert!(check_location(&candidate("10.0.0.1:1900", "http://10.0.0.1/x.xml"), &ifs).is_err());
+        assert!(
+            check_location(&candidate("10.0.0.1:1900", "http://10.0.0.1/x.xml"), &ifs).is_err()
+        );
         // Host names are never resolved.
-        assert!(check_location(&candidate("192.168.0.1:1900", "http://router.lan/x.xml"), &ifs).is_err());
-        assert!(check_location(&candidate("192.168.0.1:1900", "https://192.168.0.1/x.xml"), &ifs).is_err());
-        assert!(check_location(&candidate("192.168.0.1:1900", "file:///etc/passwd"), &ifs).is_err());
+        assert!(check_location(
+            &candidate("192.168.0.1:1900", "http://router.lan/x.xml"),
+            &ifs
+        )
+        .is_err());
+        assert!(check_location(
+            &candidate("192.168.0.1:1900", "https://192.168.0.1/x.xml"),
+            &ifs
+        )
+        .is_err());
+        assert!(
+            check_location(&candidate("192.168.0.1:1900", "file:///etc/passwd"), &ifs).is_err()
+        );
     }
 }

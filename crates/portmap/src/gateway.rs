@@ -183,17 +183,17 @@ impl Gateway {
                 reason: format!("status {}", answer.status),
             });
         }
-        let description = description::parse(&answer.body).map_err(|source| Error::Description {
-            url: url.to_string(),
-            source,
-        })?;
-        let connection =
-            description
-                .wan_connection(&url)
-                .map_err(|source| Error::Description {
-                    url: url.to_string(),
-                    source,
-                })?;
+        let description =
+            description::parse(&answer.body).map_err(|source| Error::Description {
+                url: url.to_string(),
+                source,
+            })?;
+        let connection = description
+            .wan_connection(&url)
+            .map_err(|source| Error::Description {
+                url: url.to_string(),
+                source,
+            })?;
         if connection.control_url.host_str() != url.host_str() {
             return Err(Error::UnsafeUrl {
                 url: connection.control_url.to_string(),
@@ -344,7 +344,9 @@ impl Gateway {
         };
         let wanted_port = request.external_port.unwrap_or(request.internal_port);
         if request.internal_port == 0 {
-            return Err(Error::InvalidRequest("internal port 0 is not a port".into()));
+            return Err(Error::InvalidRequest(
+                "internal port 0 is not a port".into(),
+            ));
         }
         if wanted_port == 0 && !request.any_port {
             return Err(Error::InvalidRequest(
@@ -415,10 +417,17 @@ impl Gateway {
     async fn add_exact(&self, entry: &mut PortMapping) -> Result<()> {
         match self.call(&Action::AddPortMapping(entry.clone())).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is_upnp(ErrorCode::OnlyPermanentLeasesSupported) && entry.lease_duration != 0 => {
-                tracing::info!("gateway only supports permanent leases (725); retrying with lease 0");
+            Err(e)
+                if e.is_upnp(ErrorCode::OnlyPermanentLeasesSupported)
+                    && entry.lease_duration != 0 =>
+            {
+                tracing::info!(
+                    "gateway only supports permanent leases (725); retrying with lease 0"
+                );
                 entry.lease_duration = 0;
-                self.call(&Action::AddPortMapping(entry.clone())).await.map(|_| ())
+                self.call(&Action::AddPortMapping(entry.clone()))
+                    .await
+                    .map(|_| ())
             }
             Err(e) => Err(e),
         }
@@ -579,7 +588,10 @@ fn next_port(wanted: u16, attempt: u16) -> u16 {
     (1024 + offset) as u16
 }
 
-fn serialize_protocol<S: serde::Serializer>(p: &Protocol, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn serialize_protocol<S: serde::Serializer>(
+    p: &Protocol,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(p.as_str())
 }
 

@@ -39,7 +39,11 @@ pub(crate) async fn exchange(
     max_body: usize,
     timeout: Duration,
 ) -> Result<Answer> {
-    let method_name: &'static str = if method == Method::POST { "POST" } else { "GET" };
+    let method_name: &'static str = if method == Method::POST {
+        "POST"
+    } else {
+        "GET"
+    };
     let what = format!("{method_name} {url}");
     match tokio::time::timeout(
         timeout,

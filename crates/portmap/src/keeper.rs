@@ -127,8 +127,17 @@ async fn run(
         }
         let outcome = if lease == 0 {
             // Permanent: re-add only if the gateway forgot it.
-            match gateway.get(request.protocol, request.external_port.unwrap_or(request.internal_port)).await {
-                Ok(Some(_)) => { delay = renewal_delay(0); continue; }
+            match gateway
+                .get(
+                    request.protocol,
+                    request.external_port.unwrap_or(request.internal_port),
+                )
+                .await
+            {
+                Ok(Some(_)) => {
+                    delay = renewal_delay(0);
+                    continue;
+                }
                 Ok(None) => gateway.add(&request).await,
                 Err(e) => Err(e),
             }
@@ -145,7 +154,9 @@ async fn run(
             Err(e) => {
                 tracing::warn!(error = %e, "mapping renewal failed");
                 delay = RETRY_DELAY;
-                let _ = events.try_send(KeeperEvent::Lost { reason: e.to_string() });
+                let _ = events.try_send(KeeperEvent::Lost {
+                    reason: e.to_string(),
+                });
             }
         }
     }

@@ -42,7 +42,9 @@ impl SsdpResponder {
                 Ok::<_, std::io::Error>(s)
             })
             .expect("SSDP socket in gw");
-        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -52,8 +54,12 @@ impl SsdpResponder {
                 if flag.load(Ordering::SeqCst) {
                     return;
                 }
-                let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
-                let Ok(Message::Search(search)) = ssdp_proto::parse(&buf[..n]) else { continue };
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(Message::Search(search)) = ssdp_proto::parse(&buf[..n]) else {
+                    continue;
+                };
                 for location in &locations {
                     let response = SearchResponse {
                         st: search.st,
@@ -71,7 +77,10 @@ impl SsdpResponder {
                 }
             }
         });
-        SsdpResponder { stop, thread: Some(thread) }
+        SsdpResponder {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -100,24 +109,42 @@ fn disconnected(call: &igd_proto::soap::SoapCall) -> Reply {
 }
 
 /// A fake IGD listening on the gateway's LAN address.
-fn fake_igd(net: &HomeNet, rt: &tokio::runtime::Runtime, handler: fn(&igd_proto::soap::SoapCall) -> Reply) -> FakeIgd {
-    let listener: StdTcpListener = net.gw.enter(|| StdTcpListener::bind((GW_LAN_IP, 0))).unwrap();
+fn fake_igd(
+    net: &HomeNet,
+    rt: &tokio::runtime::Runtime,
+    handler: fn(&igd_proto::soap::SoapCall) -> Reply,
+) -> FakeIgd {
+    let listener: StdTcpListener = net
+        .gw
+        .enter(|| StdTcpListener::bind((GW_LAN_IP, 0)))
+        .unwrap();
     listener.set_nonblocking(true).unwrap();
     let _guard = rt.enter();
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-    FakeIgd::start_on(listener, &description(2, urn::WAN_IP_CONNECTION_2, "/ctl/IPConn"), handler)
+    FakeIgd::start_on(
+        listener,
+        &description(2, urn::WAN_IP_CONNECTION_2, "/ctl/IPConn"),
+        handler,
+    )
 }
 
 /// Runs discovery from the phone host (a thread inside its namespace, with its own runtime).
 fn discover_from_phone(net: &HomeNet, options: DiscoverOptions) -> Result<Vec<Discovered>, Error> {
     net.phone.enter(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(discover(&options))
     })
 }
 
 fn server_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -129,7 +156,10 @@ fn returns_at_the_first_connected_gateway_not_at_the_timeout() {
     let rt = server_runtime();
     let igd = fake_igd(&net, &rt, connected);
     let _ssdp = SsdpResponder::start(&net, vec![igd.url()]);
-    let options = DiscoverOptions { timeout: Duration::from_secs(20), ..Default::default() };
+    let options = DiscoverOptions {
+        timeout: Duration::from_secs(20),
+        ..Default::default()
+    };
     let started = Instant::now();
     let found = discover_from_phone(&net, options).expect("a gateway");
     let took = started.elapsed();
@@ -151,7 +181,10 @@ fn answers_pointing_elsewhere_are_never_followed() {
     let rt = server_runtime();
     let igd = fake_igd(&net, &rt, connected);
     // A trap on the internet side: if the client ever connects here, the test fails.
-    let trap: StdTcpListener = net.wan.enter(|| StdTcpListener::bind("203.0.113.10:8000")).unwrap();
+    let trap: StdTcpListener = net
+        .wan
+        .enter(|| StdTcpListener::bind("203.0.113.10:8000"))
+        .unwrap();
     trap.set_nonblocking(true).unwrap();
     let hostile = vec![
         "http://203.0.113.10:8000/rootDesc.xml".to_string(),
@@ -162,10 +195,19 @@ fn answers_pointing_elsewhere_are_never_followed() {
     let mut locations = hostile.clone();
     locations.push(igd.url());
     let _ssdp = SsdpResponder::start(&net, locations);
-    let found = discover_from_phone(&net, DiscoverOptions { timeout: Duration::from_secs(5), ..Default::default() })
-        .expect("the honest gateway");
+    let found = discover_from_phone(
+        &net,
+        DiscoverOptions {
+            timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
+    )
+    .expect("the honest gateway");
     assert_eq!(found[0].gateway.location().as_str(), igd.url());
-    assert!(trap.accept().is_err(), "the client connected to a host named by a hostile answer");
+    assert!(
+        trap.accept().is_err(),
+        "the client connected to a host named by a hostile answer"
+    );
 }
 
 #[test]
@@ -178,7 +220,11 @@ fn all_collects_every_gateway_and_prefers_connected_ones() {
     let down = fake_igd(&net, &rt, disconnected);
     let up = fake_igd(&net, &rt, connected);
     let _ssdp = SsdpResponder::start(&net, vec![down.url(), up.url()]);
-    let options = DiscoverOptions { timeout: Duration::from_millis(1500), all: true, ..Default::default() };
+    let options = DiscoverOptions {
+        timeout: Duration::from_millis(1500),
+        all: true,
+        ..Default::default()
+    };
     let found = discover_from_phone(&net, options).expect("two gateways");
     assert_eq!(found.len(), 2, "{found:?}");
     assert_eq!(found[0].gateway.location().as_str(), up.url());
@@ -194,7 +240,10 @@ fn a_lone_disconnected_gateway_is_reported_when_the_wait_ends() {
     let rt = server_runtime();
     let down = fake_igd(&net, &rt, disconnected);
     let _ssdp = SsdpResponder::start(&net, vec![down.url()]);
-    let options = DiscoverOptions { timeout: Duration::from_millis(600), ..Default::default() };
+    let options = DiscoverOptions {
+        timeout: Duration::from_millis(600),
+        ..Default::default()
+    };
     let found = discover_from_phone(&net, options).expect("the disconnected gateway");
     assert_eq!(found.len(), 1);
     assert!(!found[0].is_connected());
@@ -207,8 +256,14 @@ fn silence_gives_a_clear_error() {
         return;
     }
     let net = HomeNet::new().unwrap();
-    let options = DiscoverOptions { timeout: Duration::from_millis(300), ..Default::default() };
+    let options = DiscoverOptions {
+        timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
     let err = discover_from_phone(&net, options).unwrap_err();
     assert!(matches!(err, Error::NoGateway { .. }), "{err}");
-    assert_eq!(err.to_string(), "no UPnP gateway answered within 300 ms on 192.168.0.91");
+    assert_eq!(
+        err.to_string(),
+        "no UPnP gateway answered within 300 ms on 192.168.0.91"
+    );
 }

@@ -29,28 +29,38 @@ fn friendly(call: &igd_proto::soap::SoapCall) -> Reply {
 }
 
 async fn gateway(fake: &FakeIgd) -> Gateway {
-    Gateway::from_url(&fake.url(), ClientConfig::default()).await.unwrap()
+    Gateway::from_url(&fake.url(), ClientConfig::default())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn wanppp_only_gateway_is_used() {
-    let fake = FakeIgd::start(&description(1, urn::WAN_PPP_CONNECTION_1, "/ctl/PPP"), friendly).await;
+    let fake = FakeIgd::start(
+        &description(1, urn::WAN_PPP_CONNECTION_1, "/ctl/PPP"),
+        friendly,
+    )
+    .await;
     let gw = gateway(&fake).await;
     assert_eq!(gw.connection().service_type, urn::WAN_PPP_CONNECTION_1);
     assert!(gw.connection().control_url.as_str().ends_with("/ctl/PPP"));
-    assert_eq!(gw.external_ip().await.unwrap(), Some("198.51.100.7".parse().unwrap()));
+    assert_eq!(
+        gw.external_ip().await.unwrap(),
+        Some("198.51.100.7".parse().unwrap())
+    );
     let call = &fake.calls()[0];
     assert_eq!(call.service_type, urn::WAN_PPP_CONNECTION_1);
 }
 
 #[tokio::test]
 async fn igd2_prefers_wanipconnection2_and_uses_add_any() {
-    let fake = FakeIgd::start(&description(2, urn::WAN_IP_CONNECTION_2, "/ctl/IPConn"), |call| {
-        match call.action.as_str() {
+    let fake = FakeIgd::start(
+        &description(2, urn::WAN_IP_CONNECTION_2, "/ctl/IPConn"),
+        |call| match call.action.as_str() {
             "AddAnyPortMapping" => Reply::Ok(vec![("NewReservedPort", "40001".into())]),
             other => friendly_named(other),
-        }
-    })
+        },
+    )
     .await;
     let gw = gateway(&fake).await;
     assert!(gw.is_igd2());
@@ -74,12 +84,13 @@ fn friendly_named(action: &str) -> Reply {
 
 #[tokio::test]
 async fn igd1_conflict_moves_to_the_next_port_with_any() {
-    let fake = FakeIgd::start(&description(1, urn::WAN_IP_CONNECTION_1, "/ctl/IPConn"), |call| {
-        match call.action.as_str() {
+    let fake = FakeIgd::start(
+        &description(1, urn::WAN_IP_CONNECTION_1, "/ctl/IPConn"),
+        |call| match call.action.as_str() {
             "AddPortMapping" if arg_of(call, "NewExternalPort") != "5062" => Reply::Fault(718),
             other => friendly_named(other),
-        }
-    })
+        },
+    )
     .await;
     let gw = gateway(&fake).await;
     let mut req = MappingRequest::new(Protocol::Tcp, 5060);
@@ -97,30 +108,41 @@ async fn igd1_conflict_moves_to_the_next_port_with_any() {
 
 #[tokio::test]
 async fn conflict_without_any_is_reported_with_code_and_name() {
-    let fake = FakeIgd::start(&description(1, urn::WAN_IP_CONNECTION_1, "/ctl/IPConn"), |call| {
-        match call.action.as_str() {
+    let fake = FakeIgd::start(
+        &description(1, urn::WAN_IP_CONNECTION_1, "/ctl/IPConn"),
+        |call| match call.action.as_str() {
             "AddPortMapping" => Reply::Fault(718),
             other => friendly_named(other),
-        }
-    })
+        },
+    )
     .await;
     let gw = gateway(&fake).await;
-    let err = gw.add(&MappingRequest::new(Protocol::Tcp, 5060)).await.unwrap_err();
+    let err = gw
+        .add(&MappingRequest::new(Protocol::Tcp, 5060))
+        .await
+        .unwrap_err();
     assert_eq!(err.upnp_code(), Some(718));
-    assert_eq!(err.to_string(), "AddPortMapping: error 718 ConflictInMappingEntry");
+    assert_eq!(
+        err.to_string(),
+        "AddPortMapping: error 718 ConflictInMappingEntry"
+    );
 }
 
 #[tokio::test]
 async fn only_permanent_leases_retries_with_zero() {
-    let fake = FakeIgd::start(&description(1, urn::WAN_IP_CONNECTION_1, "/ctl/IPConn"), |call| {
-        match call.action.as_str() {
+    let fake = FakeIgd::start(
+        &description(1, urn::WAN_IP_CONNECTION_1, "/ctl/IPConn"),
+        |call| match call.action.as_str() {
             "AddPortMapping" if arg_of(call, "NewLeaseDuration") != "0" => Reply::Fault(725),
             other => friendly_named(other),
-        }
-    })
+        },
+    )
     .await;
     let gw = gateway(&fake).await;
-    let m = gw.add(&MappingRequest::new(Protocol::Udp, 5060)).await.unwrap();
+    let m = gw
+        .add(&MappingRequest::new(Protocol::Udp, 5060))
+        .await
+        .unwrap();
     assert_eq!(m.lease_seconds, 0);
     let leases: Vec<String> = fake
         .calls()
@@ -133,16 +155,27 @@ async fn only_permanent_leases_retries_with_zero() {
 
 #[tokio::test]
 async fn long_leases_are_clamped_and_every_argument_escaped() {
-    let fake = FakeIgd::start(&description(2, urn::WAN_IP_CONNECTION_2, "/ctl/IPConn"), friendly).await;
+    let fake = FakeIgd::start(
+        &description(2, urn::WAN_IP_CONNECTION_2, "/ctl/IPConn"),
+        friendly,
+    )
+    .await;
     let gw = gateway(&fake).await;
     let mut req = MappingRequest::new(Protocol::Udp, 5060);
     req.lease_seconds = 10_000_000;
     req.description = "a<b>&\"c\" ]]> 'd'".into();
     req.internal_client = Some("127.0.0.1".parse().unwrap());
     gw.add(&req).await.unwrap();
-    let add = fake.calls().into_iter().find(|c| c.action == "AddPortMapping").unwrap();
+    let add = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.action == "AddPortMapping")
+        .unwrap();
     assert_eq!(arg_of(&add, "NewLeaseDuration"), "604800");
-    assert_eq!(arg_of(&add, "NewPortMappingDescription"), "a<b>&\"c\" ]]> 'd'");
+    assert_eq!(
+        arg_of(&add, "NewPortMappingDescription"),
+        "a<b>&\"c\" ]]> 'd'"
+    );
     assert_eq!(arg_of(&add, "NewInternalClient"), "127.0.0.1");
     assert_eq!(arg_of(&add, "NewProtocol"), "UDP");
     assert_eq!(arg_of(&add, "NewEnabled"), "1");
@@ -150,8 +183,9 @@ async fn long_leases_are_clamped_and_every_argument_escaped() {
 
 #[tokio::test]
 async fn granted_lease_is_read_back_from_the_gateway() {
-    let fake = FakeIgd::start(&description(2, urn::WAN_IP_CONNECTION_2, "/ctl/IPConn"), |call| {
-        match call.action.as_str() {
+    let fake = FakeIgd::start(
+        &description(2, urn::WAN_IP_CONNECTION_2, "/ctl/IPConn"),
+        |call| match call.action.as_str() {
             "GetSpecificPortMappingEntry" => Reply::Ok(vec![
                 ("NewInternalPort", "5060".into()),
                 ("NewInternalClient", "192.168.0.91".into()),
@@ -160,11 +194,14 @@ async fn granted_lease_is_read_back_from_the_gateway() {
                 ("NewLeaseDuration", "1200".into()),
             ]),
             other => friendly_named(other),
-        }
-    })
+        },
+    )
     .await;
     let gw = gateway(&fake).await;
-    let m = gw.add(&MappingRequest::new(Protocol::Udp, 5060)).await.unwrap();
+    let m = gw
+        .add(&MappingRequest::new(Protocol::Udp, 5060))
+        .await
+        .unwrap();
     assert_eq!(m.lease_seconds, 1200);
     assert_eq!(m.description, "granted");
 }
@@ -194,8 +231,9 @@ async fn url_base_and_deep_nesting_resolve_the_control_url() {
 
 #[tokio::test]
 async fn list_enumerates_generic_entries_until_713() {
-    let fake = FakeIgd::start(&description(1, urn::WAN_IP_CONNECTION_1, "/ctl/IPConn"), |call| {
-        match call.action.as_str() {
+    let fake = FakeIgd::start(
+        &description(1, urn::WAN_IP_CONNECTION_1, "/ctl/IPConn"),
+        |call| match call.action.as_str() {
             "GetGenericPortMappingEntry" => {
                 let i: u16 = arg_of(call, "NewPortMappingIndex").parse().unwrap();
                 if i < 3 {
@@ -214,8 +252,8 @@ async fn list_enumerates_generic_entries_until_713() {
                 }
             }
             other => friendly_named(other),
-        }
-    })
+        },
+    )
     .await;
     let gw = gateway(&fake).await;
     let list = gw.mappings().await.unwrap();
@@ -227,22 +265,32 @@ async fn list_enumerates_generic_entries_until_713() {
 
 #[tokio::test]
 async fn delete_of_a_missing_mapping_reports_714() {
-    let fake = FakeIgd::start(&description(2, urn::WAN_IP_CONNECTION_2, "/c"), |call| {
-        match call.action.as_str() {
+    let fake = FakeIgd::start(
+        &description(2, urn::WAN_IP_CONNECTION_2, "/c"),
+        |call| match call.action.as_str() {
             "DeletePortMapping" => Reply::Fault(714),
             other => friendly_named(other),
-        }
-    })
+        },
+    )
     .await;
-    let err = gateway(&fake).await.delete(Protocol::Udp, 1).await.unwrap_err();
-    assert_eq!(err.to_string(), "DeletePortMapping: error 714 NoSuchEntryInArray");
+    let err = gateway(&fake)
+        .await
+        .delete(Protocol::Udp, 1)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "DeletePortMapping: error 714 NoSuchEntryInArray"
+    );
 }
 
 #[tokio::test]
 async fn control_url_on_another_host_is_refused() {
     let desc = description(2, urn::WAN_IP_CONNECTION_2, "http://192.0.2.55/ctl");
     let fake = FakeIgd::start(&desc, friendly).await;
-    let err = Gateway::from_url(&fake.url(), ClientConfig::default()).await.unwrap_err();
+    let err = Gateway::from_url(&fake.url(), ClientConfig::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::UnsafeUrl { .. }), "{err}");
     assert!(fake.calls().is_empty());
 }
@@ -254,7 +302,9 @@ async fn description_with_a_dtd_is_refused() {
         "<?xml version=\"1.0\"?><!DOCTYPE root [<!ENTITY x \"y\">]>",
     );
     let fake = FakeIgd::start(&desc, friendly).await;
-    let err = Gateway::from_url(&fake.url(), ClientConfig::default()).await.unwrap_err();
+    let err = Gateway::from_url(&fake.url(), ClientConfig::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Description { .. }), "{err}");
 }
 
@@ -271,7 +321,10 @@ async fn oversized_answers_are_cut_off() {
 
 #[tokio::test]
 async fn a_silent_gateway_times_out() {
-    let fake = FakeIgd::start(&description(2, urn::WAN_IP_CONNECTION_2, "/c"), |_| Reply::Hang).await;
+    let fake = FakeIgd::start(&description(2, urn::WAN_IP_CONNECTION_2, "/c"), |_| {
+        Reply::Hang
+    })
+    .await;
     let config = ClientConfig {
         http_timeout: Duration::from_millis(200),
     };
@@ -285,8 +338,9 @@ async fn keeper_renews_and_reports_loss() {
     let adds = Arc::new(AtomicU32::new(0));
     let fail_after = 2;
     let counter = adds.clone();
-    let fake = FakeIgd::start(&description(2, urn::WAN_IP_CONNECTION_2, "/c"), move |call| {
-        match call.action.as_str() {
+    let fake = FakeIgd::start(
+        &description(2, urn::WAN_IP_CONNECTION_2, "/c"),
+        move |call| match call.action.as_str() {
             "AddPortMapping" => {
                 let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
                 if n > fail_after {
@@ -303,8 +357,8 @@ async fn keeper_renews_and_reports_loss() {
                 ("NewLeaseDuration", "2".into()),
             ]),
             other => friendly_named(other),
-        }
-    })
+        },
+    )
     .await;
     let gw = gateway(&fake).await;
     let mut req = MappingRequest::new(Protocol::Udp, 5060);
@@ -312,10 +366,20 @@ async fn keeper_renews_and_reports_loss() {
     let (keeper, mut events) = MappingKeeper::start(gw, req).await.unwrap();
     assert_eq!(keeper.mapping().lease_seconds, 2);
     // Renewal half-way through a 2 s lease, i.e. after ~1 s.
-    let first = tokio::time::timeout(Duration::from_secs(3), events.recv()).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(3), events.recv())
+        .await
+        .unwrap();
     assert!(matches!(first, Some(KeeperEvent::Renewed(_))), "{first:?}");
-    let second = tokio::time::timeout(Duration::from_secs(3), events.recv()).await.unwrap();
-    assert!(matches!(second, Some(KeeperEvent::Lost { .. })), "{second:?}");
+    let second = tokio::time::timeout(Duration::from_secs(3), events.recv())
+        .await
+        .unwrap();
+    assert!(
+        matches!(second, Some(KeeperEvent::Lost { .. })),
+        "{second:?}"
+    );
     keeper.stop().await.unwrap();
-    assert_eq!(fake.actions().last().map(String::as_str), Some("DeletePortMapping"));
+    assert_eq!(
+        fake.actions().last().map(String::as_str),
+        Some("DeletePortMapping")
+    );
 }

@@ -63,7 +63,9 @@ impl FakeIgd {
             let calls = calls.clone();
             tokio::spawn(async move {
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else { return };
+                    let Ok((stream, _)) = listener.accept().await else {
+                        return;
+                    };
                     let description = description.clone();
                     let calls = calls.clone();
                     let handler = handler.clone();
@@ -90,7 +92,10 @@ impl FakeIgd {
 }
 
 fn arg<'a>(call: &'a SoapCall, name: &str) -> Option<&'a str> {
-    call.args.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    call.args
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// The value of a call's argument (panics if missing: the client must send every argument).
@@ -124,7 +129,8 @@ async fn serve(
         .lines()
         .find_map(|l| {
             let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+            n.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
         })
         .unwrap_or(0);
     while buf.len() < head_end + length {
@@ -145,7 +151,10 @@ async fn serve(
                     Reply::Ok(out) => {
                         let out: Vec<(&str, &str)> =
                             out.iter().map(|(n, v)| (*n, v.as_str())).collect();
-                        http(200, &soap::build_response(&call.service_type, &call.action, &out))
+                        http(
+                            200,
+                            &soap::build_response(&call.service_type, &call.action, &out),
+                        )
                     }
                     Reply::Fault(code) => http(500, &soap::build_fault(code, "scripted")),
                     Reply::Raw(bytes) => bytes,
@@ -163,7 +172,11 @@ async fn serve(
 }
 
 pub fn http(status: u16, body: &[u8]) -> Vec<u8> {
-    let reason = if status == 200 { "OK" } else { "Internal Server Error" };
+    let reason = if status == 200 {
+        "OK"
+    } else {
+        "Internal Server Error"
+    };
     let mut out = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/xml; charset=\"utf-8\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
