@@ -9,6 +9,7 @@
 //!
 //! - [`urn`]: the device and service types and what to search for.
 //! - [`description`]: device description parsing, connection service choice, URLs.
+//! - [`device`]: the gateway's own descriptions and SSDP targets.
 //! - [`soap`]: request/response/fault envelopes, both sides.
 //! - [`actions`]: the typed actions and the `PortMappingList` document.
 //! - [`error`]: UPnP error codes.
@@ -17,6 +18,7 @@
 
 pub mod actions;
 pub mod description;
+pub mod device;
 pub mod error;
 pub mod soap;
 pub mod urn;
@@ -27,6 +29,7 @@ pub use actions::{
     PortMapping, Protocol, Response, StatusInfo, MAX_LEASE_IGD2,
 };
 pub use description::{DescriptionError, Device, DeviceDescription, Service, WanConnection};
+pub use device::{DeviceInfo, EmbeddedDevice, SsdpTarget};
 pub use error::{ErrorCode, UpnpError};
 pub use soap::{SoapCall, SoapError, SoapRequest};
 pub use xml::XmlError;

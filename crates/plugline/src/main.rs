@@ -10,6 +10,7 @@ use portmap::{
     discover, ClientConfig, DiscoverOptions, Discovered, Gateway, Mapping, MappingRequest, Protocol,
 };
 
+mod demo;
 mod output;
 
 /// Plugline: make a device behind a home router reachable, with nothing configured.
@@ -25,6 +26,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway: a UPnP IGD on the LAN with real forwarding (foreground; SIGTERM stops it).
+    Gateway(GatewayArgs),
+    /// A self-contained demo on loopback, no root: a gateway (relay backend), discovery, a
+    /// mapping, a datagram through it from the "internet" address, list and delete.
+    Demo,
     /// Find UPnP Internet gateways on the local network.
     Discover {
         #[command(flatten)]
@@ -93,6 +99,43 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
+struct GatewayArgs {
+    /// TOML configuration file (flags override it).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// LAN interface: SSDP, HTTP and GENA listen there only.
+    #[arg(long)]
+    lan_interface: Option<String>,
+    /// WAN interface: its address is the external address.
+    #[arg(long)]
+    wan_interface: Option<String>,
+    /// Listen on this LAN address instead of the LAN interface's (e.g. 127.0.0.1).
+    #[arg(long)]
+    lan_address: Option<Ipv4Addr>,
+    /// The WAN address (relay backend: external ports are bound here).
+    #[arg(long)]
+    wan_address: Option<Ipv4Addr>,
+    /// Report this external address.
+    #[arg(long)]
+    external_ip: Option<Ipv4Addr>,
+    /// LAN HTTP port (0 picks a free one).
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// Forwarding backend: nftables (root) or relay (userspace).
+    #[arg(long)]
+    backend: Option<gateway::BackendKind>,
+    /// Directory for the journal and identity.
+    #[arg(long)]
+    state_dir: Option<std::path::PathBuf>,
+    /// Mappings per LAN host.
+    #[arg(long)]
+    max_mappings_per_host: Option<usize>,
+    /// Turn secure mode off (any LAN host may map to any other). Not recommended.
+    #[arg(long)]
+    insecure: bool,
+}
+
+#[derive(Debug, Args)]
 struct SearchArgs {
     /// How long to search, in milliseconds.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
@@ -128,7 +171,9 @@ impl From<ProtocolArg> for Protocol {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let daemon = matches!(cli.command, Command::Gateway(_) | Command::Demo);
     let level = match cli.verbose {
+        0 if daemon => "info",
         0 => "warn",
         1 => "info",
         2 => "debug",
@@ -136,15 +181,25 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The client is one short sequence of requests: one thread is enough and starts fastest.
+    // The gateway serves many clients and runs its relay: two workers.
+    let built = if daemon {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("plugline: cannot start the async runtime: {e}");
@@ -180,8 +235,82 @@ async fn target(args: &TargetArgs) -> portmap::Result<Gateway> {
     }
 }
 
-async fn run(command: Command) -> portmap::Result<()> {
+fn gateway_config(args: GatewayArgs) -> Result<gateway::GatewayConfig, String> {
+    let mut config = match &args.config {
+        Some(path) => gateway::GatewayConfig::load(path).map_err(|e| e.to_string())?,
+        None => gateway::GatewayConfig::default(),
+    };
+    if let Some(v) = args.lan_interface {
+        config.lan_interface = Some(v);
+    }
+    if let Some(v) = args.wan_interface {
+        config.wan_interface = Some(v);
+    }
+    if let Some(v) = args.lan_address {
+        config.lan_address = Some(v);
+    }
+    if let Some(v) = args.wan_address {
+        config.wan_address = Some(v);
+    }
+    if let Some(v) = args.external_ip {
+        config.external_ip = Some(v);
+    }
+    if let Some(v) = args.http_port {
+        config.http_port = v;
+    }
+    if let Some(v) = args.backend {
+        config.backend = v;
+    }
+    if let Some(v) = args.state_dir {
+        config.state_dir = v;
+    }
+    if let Some(v) = args.max_mappings_per_host {
+        config.max_mappings_per_host = v;
+    }
+    if args.insecure {
+        config.secure_mode = false;
+    }
+    Ok(config)
+}
+
+async fn run_gateway(args: GatewayArgs) -> Result<(), String> {
+    let config = gateway_config(args)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    gateway::run(config, stop_rx)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
     match command {
+        Command::Gateway(args) => run_gateway(args).await,
+        Command::Demo => demo::run().await,
+        other => run_client(other).await.map_err(|e| e.to_string()),
+    }
+}
+
+async fn run_client(command: Command) -> portmap::Result<()> {
+    match command {
+        Command::Gateway(_) | Command::Demo => unreachable!("handled by run"),
         Command::Discover { search, all, json } => {
             let found: Vec<Discovered> = discover(&discover_options(&search, all)).await?;
             output::discovered(&found, json);

@@ -7,6 +7,7 @@
 //! parallel. Unlike clients that always wait out their full delay, we stop at the first
 //! connected answer; `all` keeps listening until the timeout.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -103,7 +104,10 @@ pub async fn discover(options: &DiscoverOptions) -> Result<Vec<Discovered>> {
         ssdp_proto::PORT,
     ));
 
-    let mut probes: JoinSet<Result<Discovered>> = JoinSet::new();
+    let mut probes: JoinSet<(IpAddr, Result<Discovered>)> = JoinSet::new();
+    // Probes not yet finished, per answering host: a gateway that answered for both IGD:1 and
+    // IGD:2 is waited for until both descriptions are read, so the IGD:2 one can be preferred.
+    let mut unfinished: HashMap<IpAddr, usize> = HashMap::new();
     let mut waiting: Vec<Candidate> = Vec::new();
     let mut seen = 0usize;
     let mut found: Vec<Discovered> = Vec::new();
@@ -121,7 +125,8 @@ pub async fn discover(options: &DiscoverOptions) -> Result<Vec<Discovered>> {
         while probes.len() < MAX_CONCURRENT_PROBES && !waiting.is_empty() {
             let candidate = waiting.remove(0);
             let client = options.client.clone();
-            probes.spawn(probe(candidate, client));
+            let host = candidate.source.ip();
+            probes.spawn(async move { (host, probe(candidate, client).await) });
         }
         let wake = searcher
             .poll_timeout()
@@ -138,7 +143,10 @@ pub async fn discover(options: &DiscoverOptions) -> Result<Vec<Discovered>> {
                 if seen >= MAX_CANDIDATES { continue; }
                 seen += 1;
                 match check_location(&candidate, &interfaces) {
-                    Ok(()) => waiting.push(candidate),
+                    Ok(()) => {
+                        *unfinished.entry(candidate.source.ip()).or_default() += 1;
+                        waiting.push(candidate);
+                    }
                     Err(e) => {
                         tracing::warn!(%e, "ignoring SSDP answer");
                         last_problem = Some(e.to_string());
@@ -146,19 +154,31 @@ pub async fn discover(options: &DiscoverOptions) -> Result<Vec<Discovered>> {
                 }
             }
             Some(joined) = probes.join_next(), if !probes.is_empty() => {
-                match joined {
-                    Ok(Ok(d)) => {
+                let host = match joined {
+                    Ok((host, Ok(d))) => {
                         tracing::debug!(location = %d.gateway.location(), connected = d.is_connected(), "gateway answered");
-                        if d.is_connected() && !options.all {
-                            return Ok(vec![d]);
-                        }
                         found.push(d);
+                        Some(host)
                     }
-                    Ok(Err(e)) => {
+                    Ok((host, Err(e))) => {
                         tracing::debug!(error = %e, "candidate rejected");
                         last_problem = Some(e.to_string());
+                        Some(host)
                     }
-                    Err(e) => last_problem = Some(format!("probe task failed: {e}")),
+                    Err(e) => {
+                        last_problem = Some(format!("probe task failed: {e}"));
+                        None
+                    }
+                };
+                if let Some(host) = host {
+                    if let Some(n) = unfinished.get_mut(&host) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                if !options.all {
+                    if let Some(best) = settled_best(&mut found, &unfinished) {
+                        return Ok(vec![best]);
+                    }
                 }
             }
             _ = tokio::time::sleep_until(wake) => {
@@ -174,12 +194,35 @@ pub async fn discover(options: &DiscoverOptions) -> Result<Vec<Discovered>> {
             last_problem,
         });
     }
-    // Connected gateways first, then in order of answer.
-    found.sort_by_key(|d| !d.is_connected());
+    // Connected gateways first, IGD:2 before IGD:1, then in order of answer.
+    found.sort_by_key(|d| (!d.is_connected(), !d.gateway.is_igd2()));
     if !options.all {
         found.truncate(1);
     }
     Ok(found)
+}
+
+/// The best connected gateway whose host has no probe left running: IGD:2 before IGD:1, so a
+/// gateway that serves both versions is used with its full action set.
+fn settled_best(
+    found: &mut Vec<Discovered>,
+    unfinished: &HashMap<IpAddr, usize>,
+) -> Option<Discovered> {
+    let index = found
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.is_connected())
+        .filter(|(_, d)| {
+            let host = d
+                .gateway
+                .location()
+                .host_str()
+                .and_then(|h| h.parse::<IpAddr>().ok());
+            host.is_none_or(|h| unfinished.get(&h).copied().unwrap_or(0) == 0)
+        })
+        .max_by_key(|(i, d)| (d.gateway.is_igd2(), std::cmp::Reverse(*i)))
+        .map(|(i, _)| i)?;
+    Some(found.remove(index))
 }
 
 /// The answer's LOCATION must name the very host that sent it, over http, on our own link.

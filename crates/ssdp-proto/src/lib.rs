@@ -7,6 +7,9 @@
 //!   `HTTP/1.1 200 OK` (§1.3.3) and `NOTIFY` with `ssdp:alive`, `ssdp:byebye` and
 //!   `ssdp:update` (§1.2). Parsing borrows from the datagram, keeps every header verbatim,
 //!   bounds every size and never panics; emitting refuses values that would inject headers.
+//! - [`advertise`]: the device side: which targets answer a search, the answers and
+//!   `NOTIFY`s to send, the re-announcement schedule ([`Announcer`]) and a per-source
+//!   [`RateLimiter`].
 //! - [`search`]: [`Searcher`], the client's M-SEARCH retransmission schedule and the filter that
 //!   turns answers into deduplicated [`Candidate`]s.
 //!
@@ -36,9 +39,14 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+pub mod advertise;
 pub mod message;
 pub mod search;
 
+pub use advertise::{
+    answers, matches, notify, response, Advertised, Announcer, AnswerParams, RateLimiter,
+    DEFAULT_MAX_AGE, MIN_NOTIFY_INTERVAL,
+};
 pub use message::{
     parse, EmitError, Header, Message, Notify, NotifyKind, ParseError, SearchRequest,
     SearchResponse, MAX_HEADERS, MAX_HEADER_LINE_LEN, MAX_MESSAGE_LEN, MX_MAX, MX_MIN,

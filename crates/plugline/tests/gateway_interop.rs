@@ -1,0 +1,487 @@
+//! `plugline gateway` with the nftables backend in the gw namespace, used by real clients that
+//! no one here wrote (miniupnpc's `upnpc` and python3-miniupnpc, gssdp-discover) and by our own
+//! client: discovery, every action, real forwarding from the wan host that stops on delete
+//! (also for a flow that already existed) and on lease expiry, restart with state kept, secure
+//! mode, and silence towards the WAN side.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use plugline_testing::{
+    require_homenet, require_programs, ChildGuard, HomeNet, Netns, GW_LAN_IP, GW_WAN_IP, PHONE_IP,
+    WAN_IP,
+};
+use serde_json::Value;
+
+const PLUGLINE: &str = env!("CARGO_BIN_EXE_plugline");
+const URL: &str = "http://192.168.0.1:5000/rootDesc.xml";
+
+struct Gw {
+    guard: Option<ChildGuard>,
+    state: PathBuf,
+}
+
+impl Gw {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.state.join("gateway.log")).unwrap_or_default()
+    }
+    fn stop(&mut self) {
+        if let Some(g) = self.guard.take() {
+            let status = g.stop().expect("stopping the gateway");
+            assert!(
+                plugline_testing::stopped_cleanly(status),
+                "gateway exit {status:?}\n{}",
+                self.log()
+            );
+        }
+    }
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.state);
+        } else {
+            eprintln!("gateway log ({}):\n{}", self.state.display(), self.log());
+        }
+    }
+}
+
+fn state_dir(net: &HomeNet) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pl-{}-gateway", net.id));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn spawn_gateway(net: &HomeNet, state: &Path, extra: &[&str]) -> ChildGuard {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(state.join("gateway.log"))
+        .unwrap();
+    let mut cmd = net.gw.command(PLUGLINE);
+    cmd.args([
+        "-v",
+        "gateway",
+        "--lan-interface",
+        "lan0",
+        "--wan-interface",
+        "wan0",
+        "--backend",
+        "nftables",
+        "--http-port",
+        "5000",
+        "--state-dir",
+    ])
+    .arg(state)
+    .args(extra)
+    .stdout(Stdio::null())
+    .stderr(log);
+    let guard = net.gw.spawn(cmd).expect("spawning plugline gateway");
+    net.phone
+        .wait_tcp(SocketAddr::from((GW_LAN_IP, 5000)), Duration::from_secs(10))
+        .unwrap_or_else(|e| {
+            panic!(
+                "gateway not listening: {e}\n{}",
+                std::fs::read_to_string(state.join("gateway.log")).unwrap_or_default()
+            )
+        });
+    guard
+}
+
+fn start(test: &str, programs: &[&str]) -> Option<(HomeNet, Gw)> {
+    if !(require_homenet(test) && require_programs(test, programs)) {
+        return None;
+    }
+    let net = HomeNet::new().expect("home network");
+    let state = state_dir(&net);
+    let guard = spawn_gateway(&net, &state, &[]);
+    Some((
+        net,
+        Gw {
+            guard: Some(guard),
+            state,
+        },
+    ))
+}
+
+fn run(ns: &Netns, program: &str, args: &[&str]) -> Output {
+    ns.command(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn upnpc(net: &HomeNet, args: &[&str]) -> String {
+    let mut all = vec!["-u", URL];
+    all.extend_from_slice(args);
+    text(&run(&net.phone, "upnpc", &all))
+}
+
+fn plugline_json(ns: &Netns, args: &[&str]) -> Value {
+    let out = run(ns, PLUGLINE, args);
+    assert!(out.status.success(), "plugline {args:?}: {}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A UDP listener on the phone and a sender on the wan host.
+fn udp_pair(net: &HomeNet, phone_port: u16) -> (UdpSocket, UdpSocket) {
+    let phone = net
+        .phone
+        .enter(|| UdpSocket::bind((PHONE_IP, phone_port)))
+        .unwrap();
+    phone
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let wan = net.wan.enter(|| UdpSocket::bind((WAN_IP, 0))).unwrap();
+    (phone, wan)
+}
+
+fn arrives(phone: &UdpSocket, wan: &UdpSocket, port: u16, payload: &[u8]) -> bool {
+    wan.send_to(payload, (GW_WAN_IP, port)).unwrap();
+    let mut buf = [0u8; 256];
+    match phone.recv_from(&mut buf) {
+        Ok((n, _)) => &buf[..n] == payload,
+        Err(_) => false,
+    }
+}
+
+fn tcp_connects(net: &HomeNet, listener: &TcpListener, port: u16) -> bool {
+    let target = SocketAddr::from((GW_WAN_IP, port));
+    let Ok(mut stream) = net
+        .wan
+        .enter(|| TcpStream::connect_timeout(&target, Duration::from_millis(1500)))
+    else {
+        return false;
+    };
+    let _ = stream.write_all(b"hi");
+    listener.set_nonblocking(false).unwrap();
+    // Bounded accept: the connection is already established if DNAT worked.
+    listener.set_nonblocking(true).unwrap();
+    for _ in 0..100 {
+        if let Ok((mut conn, _)) = listener.accept() {
+            conn.set_nonblocking(false).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            let mut buf = [0u8; 2];
+            return conn.read_exact(&mut buf).is_ok() && &buf == b"hi";
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn upnpc_discovers_maps_lists_and_deletes() {
+    let Some((net, gw)) = start("upnpc_discovers_maps_lists_and_deletes", &["upnpc"]) else {
+        return;
+    };
+    // -i: discovery (our gateway is IGD:2 with a documentation-range WAN address).
+    let out = text(&run(&net.phone, "upnpc", &["-i", "-s"]));
+    assert!(
+        out.contains("ExternalIPAddress = 203.0.113.1"),
+        "{out}\n{}",
+        gw.log()
+    );
+    assert!(out.contains("192.168.0.1:5000"), "{out}");
+
+    let out = upnpc(&net, &["-a", "192.168.0.91", "5060", "42000", "UDP", "600"]);
+    assert!(
+        out.contains("external 203.0.113.1:42000 UDP is redirected to internal 192.168.0.91:5060"),
+        "{out}"
+    );
+    let list = upnpc(&net, &["-l"]);
+    assert!(list.contains("UDP 42000->192.168.0.91:5060"), "{list}");
+
+    let (phone, wan) = udp_pair(&net, 5060);
+    assert!(
+        arrives(&phone, &wan, 42000, b"through"),
+        "no forwarding\n{}",
+        gw.log()
+    );
+
+    let out = upnpc(&net, &["-d", "42000", "UDP"]);
+    assert!(!out.contains("failed"), "{out}");
+    assert!(!upnpc(&net, &["-l"]).contains("42000"));
+    // The same flow (same wan socket, same 5-tuple) stops at once: conntrack was cleared.
+    assert!(
+        !arrives(&phone, &wan, 42000, b"after delete"),
+        "existing flow still forwarded"
+    );
+
+    // -r: redirect ports to this host.
+    let out = upnpc(&net, &["-r", "42010", "TCP"]);
+    assert!(out.contains("42010"), "{out}");
+    assert!(upnpc(&net, &["-l"]).contains("TCP 42010->192.168.0.91:42010"));
+}
+
+#[test]
+fn python_miniupnpc_full_action_set() {
+    let Some((net, gw)) = start("python_miniupnpc_full_action_set", &["/usr/bin/python3"]) else {
+        return;
+    };
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/miniupnpc_actions.py"
+    );
+    let out = run(&net.phone, "/usr/bin/python3", &[script]);
+    assert!(out.status.success(), "{}\n{}", text(&out), gw.log());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["devices"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(v["lanaddr"], "192.168.0.91");
+    assert_eq!(v["external_ip"], "203.0.113.1");
+    assert_eq!(v["status"][0], "Connected");
+    assert_eq!(v["connection_type"], "IP_Routed");
+    assert!(v["bytes_sent"].as_u64().is_some(), "{v}");
+    assert_eq!(v["add"], true);
+    assert_eq!(v["add_tcp"], true);
+    // (internal host, internal port, description, enabled, lease)
+    assert_eq!(v["specific"][0], "192.168.0.91");
+    assert_eq!(v["specific"][1], 5060);
+    assert_eq!(v["specific"][2], "py sip");
+    let lease = v["specific"][4].as_u64().unwrap();
+    assert!(lease > 0 && lease <= 600, "{v}");
+    assert_eq!(v["generic"].as_array().unwrap().len(), 2, "{v}");
+    // 41000/UDP is the phone's own mapping: for the same client AddAnyPortMapping is a refresh
+    // (IGD:2 §2.5.16 treats the same client and port as the same mapping) and grants 41000.
+    assert_eq!(v["any"].as_u64(), Some(41000), "{v}");
+    assert!(
+        v["foreign_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "secure mode: {v}"
+    );
+    assert_eq!(v["delete"], true);
+    assert!(
+        v["delete_missing_error"].is_string(),
+        "deleting a missing mapping must fail: {v}"
+    );
+    assert_eq!(v["delete_range"], true);
+    assert!(v["after"].is_null(), "range delete left mappings: {v}");
+}
+
+#[test]
+fn gssdp_discover_sees_the_gateway() {
+    let Some((net, gw)) = start("gssdp_discover_sees_the_gateway", &["gssdp-discover"]) else {
+        return;
+    };
+    for target in [
+        "urn:schemas-upnp-org:device:InternetGatewayDevice:2",
+        "urn:schemas-upnp-org:device:InternetGatewayDevice:1",
+        "upnp:rootdevice",
+    ] {
+        let out = text(&run(
+            &net.phone,
+            "gssdp-discover",
+            &["-i", "eth0", "-n", "2", "-t", target],
+        ));
+        assert!(
+            out.contains("http://192.168.0.1:5000/rootDesc"),
+            "{target}: {out}\n{}",
+            gw.log()
+        );
+    }
+    // IGD:1 searchers get the IGD:1 description.
+    let out = text(&run(
+        &net.phone,
+        "gssdp-discover",
+        &[
+            "-i",
+            "eth0",
+            "-n",
+            "2",
+            "-t",
+            "urn:schemas-upnp-org:device:InternetGatewayDevice:1",
+        ],
+    ));
+    assert!(out.contains("/rootDesc1.xml"), "{out}");
+}
+
+#[test]
+fn plugline_client_against_plugline_gateway_with_tcp_forwarding() {
+    let Some((net, gw)) = start(
+        "plugline_client_against_plugline_gateway_with_tcp_forwarding",
+        &[],
+    ) else {
+        return;
+    };
+    let found = plugline_json(&net.phone, &["discover", "--json"]);
+    assert_eq!(found[0]["location"], URL, "{found}\n{}", gw.log());
+    assert_eq!(found[0]["external_ip"], "203.0.113.1");
+    let listener = net
+        .phone
+        .enter(|| TcpListener::bind((PHONE_IP, 8443)))
+        .unwrap();
+    let added = plugline_json(
+        &net.phone,
+        &["add", "tcp", "8443", "--external-port", "42443", "--json"],
+    );
+    assert_eq!(added["external_port"], 42443);
+    assert!(
+        tcp_connects(&net, &listener, 42443),
+        "TCP not forwarded\n{}",
+        gw.log()
+    );
+    let status = plugline_json(&net.phone, &["status", "--json"]);
+    assert_eq!(status["mappings"], 1);
+    let out = run(&net.phone, PLUGLINE, &["delete", "tcp", "42443"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !tcp_connects(&net, &listener, 42443),
+        "TCP still forwarded after delete"
+    );
+    // Deleting again: 714, unlike miniupnpd's silent 200.
+    let out = run(&net.phone, PLUGLINE, &["delete", "tcp", "42443"]);
+    assert!(
+        text(&out).contains("error 714 NoSuchEntryInArray"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn forwarding_stops_when_the_lease_expires() {
+    let Some((net, gw)) = start("forwarding_stops_when_the_lease_expires", &[]) else {
+        return;
+    };
+    let (phone, wan) = udp_pair(&net, 5062);
+    let added = plugline_json(
+        &net.phone,
+        &[
+            "add",
+            "udp",
+            "5062",
+            "--external-port",
+            "42062",
+            "--lease",
+            "2",
+            "--json",
+        ],
+    );
+    assert_eq!(added["lease_seconds"], 2, "{added}");
+    assert!(arrives(&phone, &wan, 42062, b"before"), "{}", gw.log());
+    // Bounded wait for the expiry (2 s lease, the gateway wakes at least every second).
+    let mut gone = false;
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(500));
+        if !upnpc(&net, &["-l"]).contains("42062") {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "mapping did not expire\n{}", gw.log());
+    assert!(
+        !arrives(&phone, &wan, 42062, b"after"),
+        "forwarded after expiry"
+    );
+}
+
+#[test]
+fn restart_keeps_every_mapping_and_its_rules() {
+    let Some((net, mut gw)) = start("restart_keeps_every_mapping_and_its_rules", &["upnpc"]) else {
+        return;
+    };
+    let (phone, wan) = udp_pair(&net, 5064);
+    for port in [42064u16, 42065, 42066] {
+        let p = port.to_string();
+        let out = upnpc(&net, &["-a", "192.168.0.91", "5064", &p, "UDP", "3600"]);
+        assert!(out.contains("is redirected"), "{out}");
+    }
+    gw.stop();
+    // Let a second pass so a lease that restarted from scratch would show.
+    std::thread::sleep(Duration::from_millis(1100));
+    // While stopped, a fresh start must restore the table and reconcile the firewall.
+    let nft = text(&run(&net.gw, "nft", &["list", "table", "ip", "plugline"]));
+    let guard = spawn_gateway(&net, &gw.state, &[]);
+    gw.guard = Some(guard);
+    let list = upnpc(&net, &["-l"]);
+    for port in [42064, 42065, 42066] {
+        assert!(
+            list.contains(&format!("UDP {port}->192.168.0.91:5064")),
+            "lost {port} across restart:\n{list}\n{nft}\n{}",
+            gw.log()
+        );
+        assert!(
+            arrives(&phone, &wan, port, b"after restart"),
+            "rule for {port} lost\n{}",
+            gw.log()
+        );
+    }
+    // The lease kept counting down rather than starting over.
+    let leases: Vec<u64> = list
+        .lines()
+        .filter(|l| l.contains("->192.168.0.91:5064"))
+        .filter_map(|l| l.split_whitespace().last()?.parse().ok())
+        .collect();
+    assert_eq!(leases.len(), 3, "{list}");
+    assert!(
+        leases.iter().all(|&l| l < 3600 && l > 3500),
+        "lease restarted from scratch: {list}"
+    );
+}
+
+#[test]
+fn secure_mode_refuses_a_mapping_for_another_host() {
+    let Some((net, gw)) = start("secure_mode_refuses_a_mapping_for_another_host", &[]) else {
+        return;
+    };
+    let out = run(
+        &net.phone,
+        PLUGLINE,
+        &[
+            "add",
+            "udp",
+            "5060",
+            "--internal-client",
+            "192.168.0.50",
+            "--gateway",
+            URL,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("error 606 ActionNotAuthorized"),
+        "{}\n{}",
+        text(&out),
+        gw.log()
+    );
+}
+
+#[test]
+fn nothing_is_answered_on_the_wan_side() {
+    let Some((net, gw)) = start("nothing_is_answered_on_the_wan_side", &[]) else {
+        return;
+    };
+    // HTTP on the WAN address: nothing listens there.
+    let target = SocketAddr::from((GW_WAN_IP, 5000));
+    let http = net
+        .wan
+        .enter(|| TcpStream::connect_timeout(&target, Duration::from_millis(500)));
+    assert!(http.is_err(), "HTTP reachable from the WAN");
+    // An M-SEARCH sent to the gateway's WAN address, unicast and to the group, gets no answer.
+    let sock = net.wan.enter(|| UdpSocket::bind((WAN_IP, 0))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let search = b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\nST: ssdp:all\r\n\r\n";
+    sock.send_to(search, (GW_WAN_IP, 1900)).unwrap();
+    let _ = sock.send_to(search, ("239.255.255.250", 1900));
+    let mut buf = [0u8; 2048];
+    assert!(
+        sock.recv_from(&mut buf).is_err(),
+        "answered an M-SEARCH from the WAN side"
+    );
+    // NAT-PMP/PCP port too (not served yet, and never on the WAN).
+    sock.send_to(&[0, 0], (GW_WAN_IP, 5351)).unwrap();
+    assert!(sock.recv_from(&mut buf).is_err());
+    let _ = gw;
+}
