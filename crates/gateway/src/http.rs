@@ -458,10 +458,11 @@ async fn read_body(body: Incoming, max: usize, deadline: Instant) -> Result<Byte
     }
 }
 
-/// `"SERVICE_TYPE#ACTION"`: the double quotes UDA requires are mandatory here.
+/// `"SERVICE_TYPE#ACTION"`. UDA requires the double quotes, but some control points omit
+/// them; an unquoted value is accepted, a half-quoted or otherwise quoted one is not.
 fn strict_soap_action(value: &str) -> Option<(String, String)> {
     let trimmed = value.trim();
-    if trimmed.len() < 2 || !trimmed.starts_with('"') || !trimmed.ends_with('"') {
+    if trimmed.contains('\'') {
         return None;
     }
     soap::parse_soap_action(trimmed).map(|(s, a)| (s.to_owned(), a.to_owned()))
@@ -636,12 +637,16 @@ mod tests {
     }
 
     #[test]
-    fn soap_action_needs_quotes() {
+    fn soap_action_quoting() {
         assert_eq!(
             strict_soap_action(" \"urn:x:service:WANIPConnection:2#A\" "),
             Some(("urn:x:service:WANIPConnection:2".into(), "A".into()))
         );
-        for bad in ["urn:x#A", "'", "\"", "'urn:x#A'", "\"urn:x#A", "", "\"\""] {
+        assert_eq!(
+            strict_soap_action("urn:x:service:WANIPConnection:2#A"),
+            Some(("urn:x:service:WANIPConnection:2".into(), "A".into()))
+        );
+        for bad in ["'", "\"", "'urn:x#A'", "\"urn:x#A", "urn:x#A\"", "", "\"\""] {
             assert_eq!(strict_soap_action(bad), None, "{bad:?}");
         }
     }

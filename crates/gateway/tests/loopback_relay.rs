@@ -1,0 +1,290 @@
+//! The whole gateway in-process on loopback with the userspace relay backend: no root, no
+//! namespaces. Real forwarding through mappings made with our client, delete and lease expiry
+//! stopping it (also for a flow that already existed), GENA events on a change, and a restart
+//! that restores the table and the forwards from the journal.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gateway::{BackendKind, GatewayConfig};
+use portmap::{ClientConfig, Gateway, MappingRequest, Protocol};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+const LAN: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const WAN: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 1);
+const INTERNET: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 10);
+const WAIT: Duration = Duration::from_secs(2);
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), gateway::GatewayError>>,
+    url: String,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("gateway stops in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn free_port() -> u16 {
+    StdTcpListener::bind((LAN, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn state_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pl-relay-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+async fn start(state: &PathBuf, http_port: u16) -> Running {
+    let config = GatewayConfig {
+        lan_address: Some(LAN),
+        lan_prefix: Some(8),
+        wan_address: Some(WAN),
+        backend: BackendKind::Relay,
+        http_port,
+        state_dir: state.clone(),
+        ..Default::default()
+    };
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(gateway::run(config, rx));
+    let url = format!("http://{LAN}:{http_port}/rootDesc.xml");
+    // Bounded wait until the HTTP server answers.
+    for _ in 0..200 {
+        if TcpStream::connect((LAN, http_port)).await.is_ok() {
+            return Running { stop, task, url };
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("gateway did not start");
+}
+
+async fn client(url: &str) -> Gateway {
+    Gateway::from_url(url, ClientConfig::default())
+        .await
+        .unwrap()
+}
+
+async fn arrives(phone: &UdpSocket, outside: &UdpSocket, port: u16, payload: &[u8]) -> bool {
+    outside.send_to(payload, (WAN, port)).await.unwrap();
+    let mut buf = [0u8; 128];
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), phone.recv_from(&mut buf)).await,
+        Ok(Ok((n, _))) if &buf[..n] == payload
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_and_tcp_forward_and_stop_on_delete() {
+    let state = state_dir("fwd");
+    let gw = start(&state, free_port()).await;
+    let c = client(&gw.url).await;
+    assert_eq!(c.external_ip().await.unwrap(), Some(WAN.into()));
+
+    let phone = UdpSocket::bind((LAN, 0)).await.unwrap();
+    let port = phone.local_addr().unwrap().port();
+    let mut req = MappingRequest::new(Protocol::Udp, port);
+    req.any_port = true;
+    let m = c.add(&req).await.unwrap();
+    let outside = UdpSocket::bind((INTERNET, 0)).await.unwrap();
+    assert!(
+        arrives(&phone, &outside, m.external_port, b"one").await,
+        "UDP not relayed"
+    );
+    // The reply leaves from the external port.
+    let mut buf = [0u8; 16];
+    outside
+        .send_to(b"two", (WAN, m.external_port))
+        .await
+        .unwrap();
+    let (_, from) = tokio::time::timeout(WAIT, phone.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    phone.send_to(b"back", from).await.unwrap();
+    let (n, reply_from) = tokio::time::timeout(WAIT, outside.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"back");
+    assert_eq!(reply_from, SocketAddr::from((WAN, m.external_port)));
+
+    // TCP.
+    let listener = TcpListener::bind((LAN, 0)).await.unwrap();
+    let tport = listener.local_addr().unwrap().port();
+    let mut treq = MappingRequest::new(Protocol::Tcp, tport);
+    treq.any_port = true;
+    let tm = c.add(&treq).await.unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind((INTERNET, 0).into()).unwrap();
+    let mut conn = tokio::time::timeout(WAIT, sock.connect((WAN, tm.external_port).into()))
+        .await
+        .unwrap()
+        .unwrap();
+    conn.write_all(b"ping").await.unwrap();
+    let (mut inside, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut four = [0u8; 4];
+    inside.read_exact(&mut four).await.unwrap();
+    assert_eq!(&four, b"ping");
+
+    // Delete: the existing UDP flow and the live TCP connection stop at once.
+    c.delete(Protocol::Udp, m.external_port).await.unwrap();
+    assert!(
+        !arrives(&phone, &outside, m.external_port, b"after").await,
+        "UDP flow survived delete"
+    );
+    c.delete(Protocol::Tcp, tm.external_port).await.unwrap();
+    let _ = conn.write_all(b"more").await;
+    let mut rest = [0u8; 4];
+    let got = tokio::time::timeout(Duration::from_millis(500), inside.read(&mut rest)).await;
+    assert!(!matches!(got, Ok(Ok(4))), "TCP connection survived delete");
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_stops_when_the_lease_expires() {
+    let state = state_dir("lease");
+    let gw = start(&state, free_port()).await;
+    let c = client(&gw.url).await;
+    let phone = UdpSocket::bind((LAN, 0)).await.unwrap();
+    let mut req = MappingRequest::new(Protocol::Udp, phone.local_addr().unwrap().port());
+    req.any_port = true;
+    req.lease_seconds = 1;
+    let m = c.add(&req).await.unwrap();
+    assert_eq!(m.lease_seconds, 1);
+    let outside = UdpSocket::bind((INTERNET, 0)).await.unwrap();
+    assert!(arrives(&phone, &outside, m.external_port, b"x").await);
+    let mut expired = false;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        if c.get(Protocol::Udp, m.external_port)
+            .await
+            .unwrap()
+            .is_none()
+        {
+            expired = true;
+            break;
+        }
+    }
+    assert!(expired, "lease did not expire");
+    assert!(
+        !arrives(&phone, &outside, m.external_port, b"y").await,
+        "forwarded after expiry"
+    );
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_restores_mappings_and_forwards() {
+    let state = state_dir("restart");
+    let http_port = free_port();
+    let gw = start(&state, http_port).await;
+    let phone = UdpSocket::bind((LAN, 0)).await.unwrap();
+    let mut req = MappingRequest::new(Protocol::Udp, phone.local_addr().unwrap().port());
+    req.any_port = true;
+    let m = client(&gw.url).await.add(&req).await.unwrap();
+    gw.stop().await;
+    let gw = start(&state, http_port).await;
+    let c = client(&gw.url).await;
+    let entry = c
+        .get(Protocol::Udp, m.external_port)
+        .await
+        .unwrap()
+        .expect("mapping restored");
+    assert_eq!(entry.internal_port, m.internal_port);
+    assert!(entry.lease_duration <= m.lease_seconds && entry.lease_duration > 0);
+    let outside = UdpSocket::bind((INTERNET, 0)).await.unwrap();
+    assert!(
+        arrives(&phone, &outside, m.external_port, b"again").await,
+        "forward not restored"
+    );
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gena_subscriber_hears_the_mapping_count_change() {
+    let state = state_dir("gena");
+    let http_port = free_port();
+    let gw = start(&state, http_port).await;
+    let callback = TcpListener::bind((LAN, 0)).await.unwrap();
+    let cb = callback.local_addr().unwrap();
+    let mut s = TcpStream::connect((LAN, http_port)).await.unwrap();
+    let request = format!(
+        "SUBSCRIBE /evt/IPConn HTTP/1.1\r\nHost: {LAN}:{http_port}\r\nCALLBACK: <http://{cb}/notify>\r\nNT: upnp:event\r\nTIMEOUT: Second-1800\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(WAIT, s.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    async fn next_notify(callback: &TcpListener) -> String {
+        let (mut conn, _) = tokio::time::timeout(WAIT, callback.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Bounded read of one NOTIFY (the sender closes or stops after its body).
+        for _ in 0..50 {
+            match tokio::time::timeout(Duration::from_millis(100), conn.read(&mut buf)).await {
+                Ok(Ok(0)) | Err(_) => break,
+                Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+                Ok(Err(_)) => break,
+            }
+            if all.windows(16).any(|w| w == b"</e:propertyset>") {
+                break;
+            }
+        }
+        let _ = conn
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .await;
+        String::from_utf8_lossy(&all).to_string()
+    }
+    let initial = next_notify(&callback).await;
+    assert!(initial.contains("SEQ: 0"), "{initial}");
+    assert!(
+        initial.contains("<PortMappingNumberOfEntries>0</PortMappingNumberOfEntries>"),
+        "{initial}"
+    );
+    assert!(
+        initial.contains("<ExternalIPAddress>127.0.1.1</ExternalIPAddress>"),
+        "{initial}"
+    );
+
+    let phone = UdpSocket::bind((LAN, 0)).await.unwrap();
+    let mut req = MappingRequest::new(Protocol::Udp, phone.local_addr().unwrap().port());
+    req.any_port = true;
+    client(&gw.url).await.add(&req).await.unwrap();
+    let change = next_notify(&callback).await;
+    assert!(change.contains("SEQ: 1"), "{change}");
+    assert!(
+        change.contains("<PortMappingNumberOfEntries>1</PortMappingNumberOfEntries>"),
+        "{change}"
+    );
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&state);
+}
