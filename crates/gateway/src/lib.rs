@@ -17,6 +17,7 @@ pub mod gena;
 pub mod http;
 pub mod journal;
 pub mod ssdp;
+pub mod stun;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
@@ -155,7 +156,17 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), GatewayError> {
     config.validate()?;
-    let addrs = resolve_addresses(&config)?;
+    let mut addrs = resolve_addresses(&config)?;
+    if let (Some(server), None) = (config.stun_server, config.external_ip) {
+        let from = addrs.wan.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        match stun::query(from, server).await {
+            Ok(mapped) => {
+                tracing::info!(public = %mapped.ip(), wan = ?addrs.wan, %server, "public address learned by STUN");
+                addrs.external = Some(*mapped.ip());
+            }
+            Err(e) => tracing::warn!(error = %e, %server, "STUN failed; reporting the WAN address"),
+        }
+    }
     match addrs.external.map(classify) {
         Some(AddressKind::Public) => {}
         Some(AddressKind::Private) => tracing::warn!(

@@ -51,7 +51,12 @@ fn state_dir(name: &str) -> PathBuf {
 }
 
 async fn start(state: &PathBuf, http_port: u16) -> Running {
+    start_with(state, http_port, None).await
+}
+
+async fn start_with(state: &PathBuf, http_port: u16, stun_server: Option<SocketAddr>) -> Running {
     let config = GatewayConfig {
+        stun_server,
         lan_address: Some(LAN),
         lan_prefix: Some(8),
         wan_address: Some(WAN),
@@ -285,6 +290,45 @@ async fn gena_subscriber_hears_the_mapping_count_change() {
         change.contains("<PortMappingNumberOfEntries>1</PortMappingNumberOfEntries>"),
         "{change}"
     );
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_wan_learns_its_public_address_by_stun() {
+    // A STUN server that says the world sees us as 198.51.100.77.
+    let server = UdpSocket::bind((INTERNET, 0)).await.unwrap();
+    let stun_addr = server.local_addr().unwrap();
+    let responder = tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        for _ in 0..3 {
+            let Ok((n, from)) = server.recv_from(&mut buf).await else {
+                return;
+            };
+            if n < 20 {
+                continue;
+            }
+            let cookie: u32 = 0x2112_A442;
+            let mut out = vec![0x01, 0x01, 0, 12];
+            out.extend_from_slice(&cookie.to_be_bytes());
+            out.extend_from_slice(&buf[8..20]);
+            out.extend_from_slice(&[0, 0x20, 0, 8, 0, 1]);
+            out.extend_from_slice(&(40000u16 ^ (cookie >> 16) as u16).to_be_bytes());
+            out.extend_from_slice(
+                &(u32::from(Ipv4Addr::new(198, 51, 100, 77)) ^ cookie).to_be_bytes(),
+            );
+            let _ = server.send_to(&out, from).await;
+            return;
+        }
+    });
+    let state = state_dir("stun");
+    let gw = start_with(&state, free_port(), Some(stun_addr)).await;
+    let c = client(&gw.url).await;
+    assert_eq!(
+        c.external_ip().await.unwrap(),
+        Some("198.51.100.77".parse().unwrap())
+    );
+    responder.await.unwrap();
     gw.stop().await;
     let _ = std::fs::remove_dir_all(&state);
 }

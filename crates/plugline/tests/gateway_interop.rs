@@ -485,3 +485,100 @@ fn nothing_is_answered_on_the_wan_side() {
     assert!(sock.recv_from(&mut buf).is_err());
     let _ = gw;
 }
+
+#[test]
+fn kill_9_loses_nothing_acknowledged_and_restart_reconciles_the_firewall() {
+    let Some((net, mut gw)) = start(
+        "kill_9_loses_nothing_acknowledged_and_restart_reconciles_the_firewall",
+        &["upnpc", "nft"],
+    ) else {
+        return;
+    };
+    // Twenty acknowledged additions, then SIGKILL: no chance to flush anything.
+    for i in 0..20u16 {
+        let port = (43000 + i).to_string();
+        let out = upnpc(&net, &["-a", "192.168.0.91", "5070", &port, "UDP", "3600"]);
+        assert!(out.contains("is redirected"), "{out}");
+    }
+    let mut guard = gw.guard.take().unwrap();
+    guard.child().kill().unwrap();
+    let _ = guard.child().wait();
+    drop(guard);
+    // Meanwhile someone tampers with our table: one of our elements removed, a foreign one added.
+    let nft = |args: &[&str]| {
+        let out = run(&net.gw, "nft", args);
+        assert!(out.status.success(), "nft {args:?}: {}", text(&out));
+    };
+    nft(&[
+        "delete",
+        "element",
+        "ip",
+        "plugline",
+        "udp_dnat",
+        "{ 43005 }",
+    ]);
+    nft(&[
+        "add",
+        "element",
+        "ip",
+        "plugline",
+        "udp_dnat",
+        "{ 43999 : 192.168.0.91 . 9999 }",
+    ]);
+
+    gw.guard = Some(spawn_gateway(&net, &gw.state, &[]));
+    let list = upnpc(&net, &["-l"]);
+    for i in 0..20u16 {
+        assert!(
+            list.contains(&format!("UDP {}->192.168.0.91:5070", 43000 + i)),
+            "lost {} after kill -9:\n{list}",
+            43000 + i
+        );
+    }
+    let table = text(&run(
+        &net.gw,
+        "nft",
+        &["list", "map", "ip", "plugline", "udp_dnat"],
+    ));
+    assert!(
+        table.contains("43005"),
+        "missing rule not restored:\n{table}"
+    );
+    assert!(
+        !table.contains("43999"),
+        "foreign rule not removed:\n{table}"
+    );
+    let (phone, wan) = udp_pair(&net, 5070);
+    assert!(
+        arrives(&phone, &wan, 43005, b"restored"),
+        "restored rule does not forward\n{}",
+        gw.log()
+    );
+}
+
+#[test]
+fn malformed_ssdp_is_dropped_and_service_goes_on() {
+    let Some((net, gw)) = start("malformed_ssdp_is_dropped_and_service_goes_on", &[]) else {
+        return;
+    };
+    let sock = net.phone.enter(|| UdpSocket::bind((PHONE_IP, 0))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let long_st = format!("M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\nST: {}\r\n\r\n", "x".repeat(5000));
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![0xff; 64],
+        b"M-SEARCH * HTTP/1.1\r\n".to_vec(),
+        b"M-SEARCH * HTTP/1.1\r\nMAN: ssdp:discover\r\nMX: 99999999999\r\nST: ssdp:all\r\n\r\n"
+            .to_vec(),
+        long_st.into_bytes(),
+        vec![b'A'; 9000],
+    ];
+    for g in &garbage {
+        sock.send_to(g, ("239.255.255.250", 1900)).unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    assert!(sock.recv_from(&mut buf).is_err(), "answered garbage");
+    // A valid search still gets its answer.
+    let found = plugline_json(&net.phone, &["discover", "--json"]);
+    assert_eq!(found[0]["location"], URL, "{}", gw.log());
+}
