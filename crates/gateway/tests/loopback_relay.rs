@@ -50,11 +50,15 @@ fn state_dir(name: &str) -> PathBuf {
     dir
 }
 
-async fn start(state: &PathBuf, http_port: u16) -> Running {
+async fn start(state: &std::path::Path, http_port: u16) -> Running {
     start_with(state, http_port, None).await
 }
 
-async fn start_with(state: &PathBuf, http_port: u16, stun_server: Option<SocketAddr>) -> Running {
+async fn start_with(
+    state: &std::path::Path,
+    http_port: u16,
+    stun_server: Option<SocketAddr>,
+) -> Running {
     let config = GatewayConfig {
         stun_server,
         lan_address: Some(LAN),
@@ -62,7 +66,7 @@ async fn start_with(state: &PathBuf, http_port: u16, stun_server: Option<SocketA
         wan_address: Some(WAN),
         backend: BackendKind::Relay,
         http_port,
-        state_dir: state.clone(),
+        state_dir: state.to_path_buf(),
         ..Default::default()
     };
     let (stop, rx) = watch::channel(false);
