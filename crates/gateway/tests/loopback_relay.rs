@@ -59,15 +59,22 @@ async fn start_with(
     http_port: u16,
     stun_server: Option<SocketAddr>,
 ) -> Running {
-    let config = GatewayConfig {
+    let base = GatewayConfig {
         stun_server,
+        ..Default::default()
+    };
+    start_config(base, state, http_port).await
+}
+
+async fn start_config(base: GatewayConfig, state: &std::path::Path, http_port: u16) -> Running {
+    let config = GatewayConfig {
         lan_address: Some(LAN),
         lan_prefix: Some(8),
         wan_address: Some(WAN),
         backend: BackendKind::Relay,
         http_port,
         state_dir: state.to_path_buf(),
-        ..Default::default()
+        ..base
     };
     let (stop, rx) = watch::channel(false);
     let task = tokio::spawn(gateway::run(config, rx));
@@ -333,6 +340,23 @@ async fn a_private_wan_learns_its_public_address_by_stun() {
         Some("198.51.100.77".parse().unwrap())
     );
     responder.await.unwrap();
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn igd1_mode_serves_only_the_igd1_description() {
+    let state = state_dir("igd1");
+    let gw = start_config(GatewayConfig { igd1_only: true, ..Default::default() }, &state, free_port()).await;
+    let c = client(&gw.url).await;
+    assert_eq!(c.connection().service_type, "urn:schemas-upnp-org:service:WANIPConnection:1");
+    assert!(!c.is_igd2());
+    // IGD:1 semantics: lease 0 is permanent.
+    let phone = UdpSocket::bind((LAN, 0)).await.unwrap();
+    let mut req = MappingRequest::new(Protocol::Udp, phone.local_addr().unwrap().port());
+    req.lease_seconds = 0;
+    let m = c.add(&req).await.unwrap();
+    assert_eq!(m.lease_seconds, 0);
     gw.stop().await;
     let _ = std::fs::remove_dir_all(&state);
 }

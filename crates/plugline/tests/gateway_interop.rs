@@ -582,3 +582,99 @@ fn malformed_ssdp_is_dropped_and_service_goes_on() {
     let found = plugline_json(&net.phone, &["discover", "--json"]);
     assert_eq!(found[0]["location"], URL, "{}", gw.log());
 }
+
+/// Every SSDP datagram arriving on `sock` within `window`, as text.
+fn collect(sock: &UdpSocket, window: Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + window;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+        match sock.recv_from(&mut buf) {
+            Ok((n, _)) => out.push(String::from_utf8_lossy(&buf[..n]).to_string()),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn ssdp_answers_every_target_and_announces_alive_and_byebye() {
+    if !require_homenet("ssdp_answers_every_target_and_announces_alive_and_byebye") {
+        return;
+    }
+    let net = HomeNet::new().expect("home network");
+    // The phone listens to the group before the gateway starts, to hear its announcements.
+    let group = net
+        .phone
+        .enter(|| {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+            s.set_reuse_address(true)?;
+            s.bind(&SocketAddr::from(([239, 255, 255, 250], 1900)).into())?;
+            s.join_multicast_v4(&"239.255.255.250".parse().unwrap(), &PHONE_IP)?;
+            Ok::<UdpSocket, std::io::Error>(s.into())
+        })
+        .unwrap();
+    let state = state_dir(&net);
+    let mut gw = Gw { guard: Some(spawn_gateway(&net, &state, &[])), state };
+    let alive = collect(&group, Duration::from_millis(300));
+    let alive: Vec<&String> = alive.iter().filter(|m| header(m, "NTS") == Some("ssdp:alive")).collect();
+    assert!(!alive.is_empty(), "no ssdp:alive at start\n{}", gw.log());
+    let boot1: u32 = header(alive[0], "BOOTID.UPNP.ORG").unwrap().parse().unwrap();
+    assert!(header(alive[0], "CONFIGID.UPNP.ORG").is_some());
+    let usn = header(alive.iter().find(|m| header(m, "NT") == Some("upnp:rootdevice")).unwrap(), "USN").unwrap().to_string();
+    let uuid = usn.split("::").next().unwrap().to_string();
+
+    // Unicast answers to every kind of search target.
+    let sock = net.phone.enter(|| UdpSocket::bind((PHONE_IP, 0))).unwrap();
+    let targets = [
+        "ssdp:all",
+        "upnp:rootdevice",
+        uuid.as_str(),
+        "urn:schemas-upnp-org:device:InternetGatewayDevice:2",
+        "urn:schemas-upnp-org:device:InternetGatewayDevice:1",
+        "urn:schemas-upnp-org:device:WANDevice:2",
+        "urn:schemas-upnp-org:device:WANConnectionDevice:2",
+        "urn:schemas-upnp-org:service:WANIPConnection:2",
+        "urn:schemas-upnp-org:service:WANIPConnection:1",
+        "urn:schemas-upnp-org:service:WANCommonInterfaceConfig:1",
+        "urn:schemas-upnp-org:service:Layer3Forwarding:1",
+    ];
+    for st in targets {
+        let search = format!("M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\nST: {st}\r\n\r\n");
+        sock.send_to(search.as_bytes(), ("239.255.255.250", 1900)).unwrap();
+        let answers = collect(&sock, Duration::from_millis(150));
+        assert!(!answers.is_empty(), "no answer for {st}");
+        for a in &answers {
+            assert!(a.starts_with("HTTP/1.1 200 OK"), "{a}");
+            assert!(header(a, "LOCATION").unwrap().starts_with("http://192.168.0.1:5000/rootDesc"), "{a}");
+            assert_eq!(header(a, "BOOTID.UPNP.ORG").map(|b| b.parse::<u32>().unwrap()), Some(boot1));
+        }
+        if st != "ssdp:all" {
+            assert!(answers.iter().all(|a| header(a, "ST") == Some(st)), "{st}: {answers:?}");
+        }
+        if st.ends_with(":1") && st.contains("InternetGatewayDevice") {
+            assert!(header(&answers[0], "LOCATION").unwrap().ends_with("/rootDesc1.xml"), "IGD:1 gets the IGD:1 description");
+        }
+    }
+
+    // SIGTERM: ssdp:byebye, then a restart announces a higher BOOTID with the same uuid.
+    let _ = collect(&group, Duration::from_millis(50));
+    gw.stop();
+    let bye = collect(&group, Duration::from_millis(300));
+    assert!(bye.iter().any(|m| header(m, "NTS") == Some("ssdp:byebye")), "no byebye at stop: {bye:?}");
+    gw.guard = Some(spawn_gateway(&net, &gw.state, &[]));
+    let again = collect(&group, Duration::from_millis(300));
+    let again: Vec<&String> = again.iter().filter(|m| header(m, "NTS") == Some("ssdp:alive")).collect();
+    assert!(!again.is_empty());
+    let boot2: u32 = header(again[0], "BOOTID.UPNP.ORG").unwrap().parse().unwrap();
+    assert!(boot2 > boot1, "BOOTID {boot1} -> {boot2}");
+    assert!(again.iter().any(|m| header(m, "USN") == Some(usn.as_str())), "uuid changed across restart");
+}
