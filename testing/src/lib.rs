@@ -40,6 +40,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod kamailio;
 pub mod miniupnpd;
 pub mod stun;
 
