@@ -65,33 +65,58 @@
 //! # Ending flows
 //!
 //! DNAT is decided once per connection, so deleting an element leaves existing flows
-//! running. [`Backend::remove`] therefore also runs `conntrack -D -p <udp|tcp>
-//! [--orig-dst <external ip>] --orig-port-dst <port> --reply-src <client> --reply-port-src
-//! <port>` (the reply side pins it to this mapping's flows, so without a configured
-//! external IP it still never touches an unrelated outgoing flow to the same port; exit 1
-//! with "0 flow entries" is success). Measured: ~10 ms per call, independent of our table:
-//! the kernel walks all `nf_conntrack_buckets` (262,144 here) for the filtered dump; on a
-//! small router with a small hash it is far cheaper (through `ip netns exec` in the tests:
-//! 18–25 ms per remove). Ending a replaced target's flows in [`Backend::add`] uses the
-//! original direction only (the old target is unknown there).
+//! running. [`Backend::remove`] deletes the element synchronously (from then on no new flow
+//! matches) and hands the removed forward to the flow thread (below), which ends its
+//! existing flows within milliseconds: ~10–20 ms after the remove returns when the machine
+//! is idle (one conntrack listing), bounded by the thread's pause under load. The flows ended
+//! are those whose original direction went to the external port (and, with an
+//! [`NftConfig::external_ip`], to that address) and whose reply comes from the removed
+//! target (`<client>:<internal port>`) after a translation (original destination ≠ reply
+//! source): so without a configured external IP it still never touches an unrelated
+//! outgoing flow to the same port. Each is deleted by its exact tuple (`conntrack -D -p
+//! <udp|tcp> -s … -d … --sport … --dport … --reply-src … --reply-port-src …`). If the same
+//! forward is added again before the thread runs, its flows are left alone (they are DNATed
+//! exactly as the new mapping would do).
+//!
+//! Why not in `remove` itself, as before: `conntrack -D` costs ~10 ms per call whatever our
+//! table holds (the kernel walks all `nf_conntrack_buckets`, 262,144 here, and every entry
+//! of every namespace for the filtered dump; more with many flows, e.g. 18–65 ms with
+//! ~20,000 entries left by the gateway's own HTTP connections), which made a delete cost
+//! ~20 ms of the control thread and capped add+delete throughput at ~100 operations/s.
+//! Now a burst of removes shares one listing. Ending a replaced target's flows in
+//! [`Backend::add`] (rare) stays synchronous and uses the original direction only (the old
+//! target is unknown there); so do the removals of [`Backend::reconcile`] (start-up).
 //!
 //! [`Backend::add`] has the opposite problem: a remote that kept sending to a port before it
 //! was mapped (RTP, SIP keepalives) holds a conntrack entry without DNAT, and the new mapping
-//! would never apply to it. With an [`NftConfig::external_ip`], a background thread lists
-//! the flows to that IP which the gateway itself answers (`--orig-dst <ip> --reply-src <ip>`:
-//! never a DNATed flow, never a LAN host's outgoing flow) and deletes those to the newly
-//! mapped ports; jobs queued meanwhile share one listing, so `add` keeps the cost of one map
-//! element and the stale flow is forwarded within milliseconds.
+//! would never apply to it. With an [`NftConfig::external_ip`], the flow thread also deletes
+//! the flows to that IP which the gateway itself answers (original destination and reply
+//! source both the external IP: never a DNATed flow, never a LAN host's outgoing flow) to
+//! the newly mapped ports, so `add` keeps the cost of one map element and the stale flow is
+//! forwarded within milliseconds.
+//!
+//! The flow thread (`conntrack-flows`) takes everything queued at once. One or two removed
+//! forwards alone are ended with one filtered `conntrack -D` each (`-p <udp|tcp> [--orig-dst
+//! <external ip>] --orig-port-dst <port> --reply-src <client> --reply-port-src <port>`, the
+//! filter the synchronous version used: one hash walk, ~12 ms here, the usual case); a larger
+//! round lists the flows once (`conntrack -L [--orig-dst <external ip>]`), deletes the matching
+//! ones by their exact tuple (one more walk per flow actually found). Jobs queued during a
+//! round share the next one. The thread's work is throttled to [`FLOW_DUTY`] of one core
+//! with a burst allowance of [`FLOW_BURST`]: a lone remove is served at once, while a long
+//! burst of changes makes the thread pause between rounds (at most [`FLOW_PAUSE_MAX`]) and
+//! batch more per round, so conntrack never takes more than about half a core however fast
+//! mappings change. Dropping the backend finishes the queued work first.
 //!
 //! # Namespaces
 //!
 //! nft and conntrack act on the network namespace they run in: the caller's, unless
 //! [`NftConfig::command_prefix`] says otherwise (tests use `ip netns exec pl-gw-<id>`).
 
+use std::collections::{BTreeSet, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::process::{Child, ChildStdin, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -106,6 +131,15 @@ pub const NFT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const NFT_BATCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one `conntrack -D` may take.
 pub const CONNTRACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Share of one core the flow thread may spend on conntrack in the long run.
+pub const FLOW_DUTY: f64 = 0.5;
+/// Work the flow thread may do back to back before [`FLOW_DUTY`] applies.
+pub const FLOW_BURST: Duration = Duration::from_millis(100);
+/// Longest pause of the flow thread between two rounds.
+pub const FLOW_PAUSE_MAX: Duration = Duration::from_millis(100);
+/// Rounds of the flow thread with at most this many removed forwards (and no stale job) end
+/// them with one filtered `conntrack -D` each instead of a listing.
+const DIRECT_REMOVALS: usize = 2;
 /// The map of UDP forwards.
 pub const UDP_MAP: &str = "udp_dnat";
 /// The map of TCP forwards.
@@ -179,8 +213,9 @@ impl NftConfig {
 pub struct NftBackend {
     cfg: NftConfig,
     session: Option<Session>,
-    /// Ends stale flows of newly added ports in the background (only with an external IP).
-    stale: Option<StaleFlusher>,
+    /// Ends the flows of removed forwards, and stale flows of newly added ports (only with
+    /// an external IP), in the background.
+    flows: Option<FlowThread>,
 }
 
 /// The nft map of a protocol.
@@ -207,14 +242,15 @@ impl NftBackend {
         let mut backend = NftBackend {
             cfg,
             session: None,
-            stale: None,
+            flows: None,
         };
         backend.install()?;
         backend.check_conntrack()?;
         backend.session = Some(Session::start(&backend.cfg.command_prefix)?);
-        if let Some(ip) = backend.cfg.external_ip {
-            backend.stale = Some(StaleFlusher::start(backend.cfg.command_prefix.clone(), ip)?);
-        }
+        backend.flows = Some(FlowThread::start(
+            backend.cfg.command_prefix.clone(),
+            backend.cfg.external_ip,
+        )?);
         Ok(backend)
     }
 
@@ -227,7 +263,7 @@ impl NftBackend {
     /// until they time out.
     pub fn delete_table(mut self) -> Result<(), ForwardError> {
         self.session = None;
-        self.stale = None;
+        self.flows = None;
         let cmd = format!("delete table ip {}", self.cfg.table);
         self.oneshot(&cmd, Some(cmd.clone() + "\n")).map(drop)
     }
@@ -373,48 +409,18 @@ impl NftBackend {
 
     /// Ends the conntrack flows of `f` (`with_target`: only those DNATed to its target).
     fn flush_conntrack(&self, f: &Forward, with_target: bool) -> Result<usize, ForwardError> {
-        let mut cmd = run::command(&self.cfg.command_prefix, "conntrack");
-        cmd.args(["-D", "-p", proto_name(f.protocol)]);
-        if let Some(ip) = self.cfg.external_ip {
-            cmd.arg("--orig-dst").arg(ip.to_string());
-        }
-        cmd.arg("--orig-port-dst").arg(f.external_port.to_string());
-        if with_target {
-            cmd.arg("--reply-src")
-                .arg(f.internal_client.to_string())
-                .arg("--reply-port-src")
-                .arg(f.internal_port.to_string());
-        }
-        let conntrack_error = |message: String| ForwardError::Conntrack {
-            forward: *f,
-            message,
-        };
-        match run::run(cmd, None, CONNTRACK_TIMEOUT) {
-            Ok(done) => {
-                let text = format!("{}{}", done.stdout, done.stderr);
-                let deleted = deleted_count(&text);
-                match (done.status.code(), deleted) {
-                    (Some(0), n) => Ok(n.unwrap_or(0)),
-                    (Some(1), Some(0)) => Ok(0),
-                    _ => Err(conntrack_error(format!(
-                        "{}: {}",
-                        done.status,
-                        one_line(&text)
-                    ))),
-                }
-            }
-            Err(RunError::Spawn(e)) => Err(conntrack_error(format!("cannot run conntrack: {e}"))),
-            Err(RunError::Timeout) => Err(conntrack_error(format!(
-                "conntrack did not finish within {CONNTRACK_TIMEOUT:?}"
-            ))),
-            Err(RunError::Wait(e)) => Err(conntrack_error(e.to_string())),
-        }
+        flush_conntrack(
+            &self.cfg.command_prefix,
+            self.cfg.external_ip,
+            f,
+            with_target,
+        )
     }
 
-    /// Queues the background removal of `f`'s stale flows (see [`StaleFlusher`]).
+    /// Queues the background removal of `f`'s stale flows (see [`FlowThread`]).
     fn end_stale_flows(&self, f: &Forward) {
-        if let Some(stale) = &self.stale {
-            stale.queue(f.protocol, f.external_port);
+        if let Some(flows) = &self.flows {
+            flows.added(f);
         }
     }
 
@@ -480,8 +486,14 @@ impl Backend for NftBackend {
         if !lines.is_empty() && !lines.join("\n").contains("No such file or directory") {
             return Err(nft_error(&delete, &lines));
         }
-        let ended = self.flush_conntrack(f, true)?;
-        tracing::debug!(forward = %f, flows = ended, "forward removed");
+        // No new flow matches any more; the existing ones end in the background.
+        match &self.flows {
+            Some(flows) => flows.removed(f),
+            None => {
+                self.flush_conntrack(f, true)?;
+            }
+        }
+        tracing::debug!(forward = %f, "forward removed");
         Ok(())
     }
 
@@ -666,70 +678,176 @@ fn nft_error(command: &str, lines: &[String]) -> ForwardError {
     }
 }
 
-/// Ends the stale flows of newly mapped ports, in a background thread.
-///
-/// A remote that sent to `<external ip>:<port>` while the port was not mapped has a conntrack
-/// entry without DNAT (its packets go to the gateway itself); NAT is decided once per flow,
-/// so as long as that remote keeps sending (RTP, SIP keepalives) the new mapping would never
-/// apply to it. After an add, this thread lists the flows addressed to the external IP that
-/// the gateway itself answers (`--orig-dst <ip> --reply-src <ip>`: never a DNATed flow, never
-/// a LAN host's outgoing flow) and deletes those to the newly mapped ports. Jobs that queue up
-/// while it works are coalesced: one listing (one walk of the conntrack hash, ~10 ms here)
-/// serves them all, so `add` stays at the cost of one map element. Without an external IP
-/// the flows cannot be told apart safely and this is not done.
+/// `conntrack -D` of the flows to `f`'s external port (and the external IP, if known);
+/// `with_target`: only those whose reply comes from `f`'s target. One walk of the conntrack
+/// hash. Returns how many flows ended.
+fn flush_conntrack(
+    prefix: &[String],
+    external_ip: Option<Ipv4Addr>,
+    f: &Forward,
+    with_target: bool,
+) -> Result<usize, ForwardError> {
+    let mut cmd = run::command(prefix, "conntrack");
+    cmd.args(["-D", "-p", proto_name(f.protocol)]);
+    if let Some(ip) = external_ip {
+        cmd.arg("--orig-dst").arg(ip.to_string());
+    }
+    cmd.arg("--orig-port-dst").arg(f.external_port.to_string());
+    if with_target {
+        cmd.arg("--reply-src")
+            .arg(f.internal_client.to_string())
+            .arg("--reply-port-src")
+            .arg(f.internal_port.to_string());
+    }
+    let conntrack_error = |message: String| ForwardError::Conntrack {
+        forward: *f,
+        message,
+    };
+    match run::run(cmd, None, CONNTRACK_TIMEOUT) {
+        Ok(done) => {
+            let text = format!("{}{}", done.stdout, done.stderr);
+            let deleted = deleted_count(&text);
+            match (done.status.code(), deleted) {
+                (Some(0), n) => Ok(n.unwrap_or(0)),
+                (Some(1), Some(0)) => Ok(0),
+                _ => Err(conntrack_error(format!(
+                    "{}: {}",
+                    done.status,
+                    one_line(&text)
+                ))),
+            }
+        }
+        Err(RunError::Spawn(e)) => Err(conntrack_error(format!("cannot run conntrack: {e}"))),
+        Err(RunError::Timeout) => Err(conntrack_error(format!(
+            "conntrack did not finish within {CONNTRACK_TIMEOUT:?}"
+        ))),
+        Err(RunError::Wait(e)) => Err(conntrack_error(e.to_string())),
+    }
+}
+
+/// What the flow thread is to do next.
+#[derive(Debug, Default)]
+struct FlowJobs {
+    /// Newly mapped (protocol, external port): end the flows to them that the gateway
+    /// itself answers (only queued with an external IP).
+    stale: BTreeSet<(Protocol, u16)>,
+    /// Removed forwards: end the flows DNATed to them.
+    removed: HashSet<Forward>,
+    /// The backend is gone: finish what is queued and stop.
+    closed: bool,
+}
+
+impl FlowJobs {
+    fn is_empty(&self) -> bool {
+        self.stale.is_empty() && self.removed.is_empty()
+    }
+}
+
+type SharedJobs = Arc<(Mutex<FlowJobs>, Condvar)>;
+
+/// The background thread that ends flows (see the module docs, "Ending flows").
 #[derive(Debug)]
-struct StaleFlusher {
-    jobs: Option<mpsc::Sender<(Protocol, u16)>>,
+struct FlowThread {
+    jobs: SharedJobs,
+    external_ip: Option<Ipv4Addr>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
-impl StaleFlusher {
-    fn start(prefix: Vec<String>, external_ip: Ipv4Addr) -> Result<StaleFlusher, ForwardError> {
-        let (tx, rx) = mpsc::channel::<(Protocol, u16)>();
+impl FlowThread {
+    fn start(
+        prefix: Vec<String>,
+        external_ip: Option<Ipv4Addr>,
+    ) -> Result<FlowThread, ForwardError> {
+        let jobs: SharedJobs = Arc::default();
+        let shared = jobs.clone();
         let thread = thread::Builder::new()
-            .name("conntrack-stale".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut pending = std::collections::BTreeSet::from([first]);
-                    while let Ok(job) = rx.try_recv() {
-                        pending.insert(job);
-                    }
-                    for proto in [Protocol::Udp, Protocol::Tcp] {
-                        let ports: Vec<u16> = pending
-                            .iter()
-                            .filter(|(p, _)| *p == proto)
-                            .map(|(_, port)| *port)
-                            .collect();
-                        if !ports.is_empty() {
-                            end_stale(&prefix, external_ip, proto, &ports);
-                        }
-                    }
-                }
-            })
+            .name("conntrack-flows".into())
+            .spawn(move || flow_thread(&shared, &prefix, external_ip))
             .map_err(|source| ForwardError::Spawn {
-                program: "conntrack (stale flow thread)".into(),
+                program: "conntrack (flow thread)".into(),
                 source,
             })?;
-        Ok(StaleFlusher {
-            jobs: Some(tx),
+        Ok(FlowThread {
+            jobs,
+            external_ip,
             thread: Some(thread),
         })
     }
 
-    fn queue(&self, protocol: Protocol, port: u16) {
-        if let Some(jobs) = &self.jobs {
-            let _ = jobs.send((protocol, port));
+    fn edit(&self, f: impl FnOnce(&mut FlowJobs)) {
+        let (lock, wake) = &*self.jobs;
+        f(&mut lock.lock().unwrap_or_else(|e| e.into_inner()));
+        wake.notify_one();
+    }
+
+    /// `f` was installed: its flows are welcome again if a removal was still queued, and its
+    /// port's stale flows are to end.
+    fn added(&self, f: &Forward) {
+        let stale = self.external_ip.is_some();
+        self.edit(|jobs| {
+            jobs.removed.remove(f);
+            if stale {
+                jobs.stale.insert(f.key());
+            }
+        });
+    }
+
+    /// `f` was removed: its flows are to end.
+    fn removed(&self, f: &Forward) {
+        self.edit(|jobs| {
+            jobs.removed.insert(*f);
+        });
+    }
+}
+
+impl Drop for FlowThread {
+    fn drop(&mut self) {
+        // The thread finishes the queued work, then ends (bounded by the timeouts).
+        self.edit(|jobs| jobs.closed = true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
 
-impl Drop for StaleFlusher {
-    fn drop(&mut self) {
-        // Closing the queue ends the thread after the work at hand (bounded by the timeouts).
-        drop(self.jobs.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+fn flow_thread(jobs: &SharedJobs, prefix: &[String], external_ip: Option<Ipv4Addr>) {
+    let (lock, wake) = &**jobs;
+    // Seconds of work the thread may do now: earns FLOW_DUTY per second, up to FLOW_BURST.
+    let mut credit = FLOW_BURST.as_secs_f64();
+    let mut earned_at = Instant::now();
+    loop {
+        let closing = {
+            let mut queued = lock.lock().unwrap_or_else(|e| e.into_inner());
+            while queued.is_empty() && !queued.closed {
+                queued = wake.wait(queued).unwrap_or_else(|e| e.into_inner());
+            }
+            if queued.is_empty() {
+                return;
+            }
+            queued.closed
+        };
+        let now = Instant::now();
+        credit = (credit + now.duration_since(earned_at).as_secs_f64() * FLOW_DUTY)
+            .min(FLOW_BURST.as_secs_f64());
+        earned_at = now;
+        if credit < 0.0 && !closing {
+            // Over budget: pause; what is queued meanwhile joins this round.
+            let pause = Duration::from_secs_f64(-credit / FLOW_DUTY).min(FLOW_PAUSE_MAX);
+            thread::sleep(pause);
+            credit = 0.0;
+            earned_at = Instant::now();
         }
+        let batch = {
+            let mut queued = lock.lock().unwrap_or_else(|e| e.into_inner());
+            FlowJobs {
+                stale: std::mem::take(&mut queued.stale),
+                removed: std::mem::take(&mut queued.removed),
+                closed: false,
+            }
+        };
+        let started = Instant::now();
+        end_flows(prefix, external_ip, &batch);
+        credit -= started.elapsed().as_secs_f64();
     }
 }
 
@@ -740,79 +858,131 @@ fn proto_name(p: Protocol) -> &'static str {
     }
 }
 
-/// Lists the flows to `ip` that the gateway itself answers and deletes those to `ports`.
-fn end_stale(prefix: &[String], ip: Ipv4Addr, proto: Protocol, ports: &[u16]) {
-    let ip_text = ip.to_string();
+/// Ends the flows the jobs name. A round of at most [`DIRECT_REMOVALS`] removed forwards
+/// (and no stale job) uses one filtered `conntrack -D` per forward; anything larger lists the
+/// flows once and deletes the matching ones (see [`Flow::matches`]) by their exact tuple.
+/// Every conntrack call walks the whole conntrack hash (~10 ms here), so a lone remove costs
+/// one walk and a burst of them one walk plus one per flow actually found.
+fn end_flows(prefix: &[String], external_ip: Option<Ipv4Addr>, jobs: &FlowJobs) {
+    if jobs.stale.is_empty() && jobs.removed.len() <= DIRECT_REMOVALS {
+        for f in &jobs.removed {
+            match flush_conntrack(prefix, external_ip, f, true) {
+                Ok(n) => {
+                    tracing::debug!(forward = %f, flows = n, "flows of a removed forward ended")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot end the flows of a removed forward"),
+            }
+        }
+        return;
+    }
     let mut cmd = run::command(prefix, "conntrack");
-    cmd.args(["-L", "-p", proto_name(proto), "--orig-dst", &ip_text])
-        .args(["--reply-src", &ip_text]);
+    cmd.arg("-L");
+    if let Some(ip) = external_ip {
+        cmd.args(["--orig-dst", &ip.to_string()]);
+    }
     let listing = match run::run(cmd, None, CONNTRACK_TIMEOUT) {
         Ok(done) if done.status.success() => done.stdout,
         Ok(done) => {
-            tracing::warn!(status = %done.status, error = %one_line(&done.stderr), "cannot list stale flows");
+            tracing::warn!(status = %done.status, error = %one_line(&done.stderr), "cannot list flows to end");
             return;
         }
         Err(_) => {
-            tracing::warn!("cannot run conntrack to list stale flows");
+            tracing::warn!("cannot run conntrack to list flows to end");
             return;
         }
     };
+    let mut ended = 0usize;
     for line in listing.lines() {
-        let Some(t) = OrigTuple::parse(line) else {
+        let Some(flow) = Flow::parse(line) else {
             continue;
         };
-        if !ports.contains(&t.dport) {
+        if !flow.matches(external_ip, jobs) {
             continue;
         }
         let mut cmd = run::command(prefix, "conntrack");
-        cmd.args(["-D", "-p", proto_name(proto)])
-            .args(["-s", &t.src, "-d", &t.dst])
+        cmd.args(["-D", "-p", proto_name(flow.protocol)])
+            .args(["-s", &flow.src.to_string(), "-d", &flow.dst.to_string()])
             .args([
                 "--sport",
-                &t.sport.to_string(),
+                &flow.sport.to_string(),
                 "--dport",
-                &t.dport.to_string(),
+                &flow.dport.to_string(),
             ])
-            .args(["--reply-src", &ip_text]);
+            .args(["--reply-src", &flow.reply_src.to_string()])
+            .args(["--reply-port-src", &flow.reply_sport.to_string()]);
         match run::run(cmd, None, CONNTRACK_TIMEOUT) {
             Ok(done) if done.status.success() || deleted_count(&done.stderr) == Some(0) => {
-                tracing::debug!(src = %t.src, sport = t.sport, dport = t.dport, "stale flow ended");
+                ended += 1;
+                tracing::debug!(flow = %line.trim(), "flow ended");
             }
-            _ => {
-                tracing::warn!(src = %t.src, sport = t.sport, dport = t.dport, "cannot end a stale flow")
-            }
+            _ => tracing::warn!(flow = %line.trim(), "cannot end a flow"),
         }
     }
+    tracing::debug!(
+        removed = jobs.removed.len(),
+        stale = jobs.stale.len(),
+        ended,
+        "flow round done"
+    );
 }
 
-/// The original-direction tuple of a `conntrack -L` line.
+/// One IPv4 TCP or UDP line of `conntrack -L`: the original tuple and the reply source.
 #[derive(Debug, PartialEq, Eq)]
-struct OrigTuple {
-    src: String,
-    dst: String,
+struct Flow {
+    protocol: Protocol,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
     sport: u16,
     dport: u16,
+    reply_src: Ipv4Addr,
+    reply_sport: u16,
 }
 
-impl OrigTuple {
-    /// The first `src=`, `dst=`, `sport=`, `dport=` of the line (the original direction).
-    fn parse(line: &str) -> Option<OrigTuple> {
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .map(str::to_string)
+impl Flow {
+    /// The first `src=`, `dst=`, `sport=`, `dport=` of the line are the original direction,
+    /// the second ones the reply direction. Other protocols and IPv6 give `None`.
+    fn parse(line: &str) -> Option<Flow> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let protocol = match *words.first()? {
+            "udp" => Protocol::Udp,
+            "tcp" => Protocol::Tcp,
+            _ => return None,
         };
-        let src = field("src=")?;
-        let dst = field("dst=")?;
-        // Only addresses go back onto a command line.
-        src.parse::<Ipv4Addr>().ok()?;
-        dst.parse::<Ipv4Addr>().ok()?;
-        Some(OrigTuple {
-            src,
-            dst,
-            sport: field("sport=")?.parse().ok()?,
-            dport: field("dport=")?.parse().ok()?,
+        let values = |name: &str| -> Vec<&str> {
+            words.iter().filter_map(|w| w.strip_prefix(name)).collect()
+        };
+        let (src, dst, sport, dport) = (
+            values("src="),
+            values("dst="),
+            values("sport="),
+            values("dport="),
+        );
+        Some(Flow {
+            protocol,
+            src: src.first()?.parse().ok()?,
+            dst: dst.first()?.parse().ok()?,
+            sport: sport.first()?.parse().ok()?,
+            dport: dport.first()?.parse().ok()?,
+            reply_src: src.get(1)?.parse().ok()?,
+            reply_sport: sport.get(1)?.parse().ok()?,
         })
+    }
+
+    /// Whether a job names this flow: a stale flow to a newly mapped port (addressed to the
+    /// external IP and answered by it), or a flow translated to a removed forward's target.
+    fn matches(&self, external_ip: Option<Ipv4Addr>, jobs: &FlowJobs) -> bool {
+        let to_us = external_ip.is_none_or(|ip| self.dst == ip);
+        let stale = external_ip.is_some_and(|ip| self.dst == ip && self.reply_src == ip)
+            && jobs.stale.contains(&(self.protocol, self.dport));
+        let removed = to_us
+            && self.dst != self.reply_src
+            && jobs.removed.contains(&Forward {
+                protocol: self.protocol,
+                external_port: self.dport,
+                internal_client: self.reply_src,
+                internal_port: self.reply_sport,
+            });
+        stale || removed
     }
 }
 
@@ -1016,23 +1186,93 @@ mod tests {
     #[test]
     fn parses_conntrack_lines() {
         let line = "udp      17 29 src=203.0.113.10 dst=203.0.113.1 sport=40000 dport=6000 [UNREPLIED] src=203.0.113.1 dst=203.0.113.10 sport=6000 dport=40000 mark=0 use=1";
+        let stale = Flow {
+            protocol: Protocol::Udp,
+            src: Ipv4Addr::new(203, 0, 113, 10),
+            dst: Ipv4Addr::new(203, 0, 113, 1),
+            sport: 40000,
+            dport: 6000,
+            reply_src: Ipv4Addr::new(203, 0, 113, 1),
+            reply_sport: 6000,
+        };
+        assert_eq!(Flow::parse(line), Some(stale));
+        let dnat = "tcp      6 431999 ESTABLISHED src=203.0.113.10 dst=203.0.113.1 sport=41000 dport=9090 src=192.168.0.91 dst=203.0.113.10 sport=8080 dport=41000 [ASSURED] mark=0 use=1";
+        let flow = Flow::parse(dnat).unwrap();
+        assert_eq!(flow.protocol, Protocol::Tcp);
+        assert_eq!(flow.reply_src, Ipv4Addr::new(192, 168, 0, 91));
+        assert_eq!(flow.reply_sport, 8080);
         assert_eq!(
-            OrigTuple::parse(line),
-            Some(OrigTuple {
-                src: "203.0.113.10".into(),
-                dst: "203.0.113.1".into(),
-                sport: 40000,
-                dport: 6000
-            })
-        );
-        assert_eq!(
-            OrigTuple::parse("conntrack v1.4.7: 1 flow entries have been shown."),
+            Flow::parse("conntrack v1.4.7: 1 flow entries have been shown."),
             None
         );
         assert_eq!(
-            OrigTuple::parse("tcp 6 src=-x dst=1.2.3.4 sport=1 dport=2"),
+            Flow::parse(
+                "tcp 6 src=-x dst=1.2.3.4 sport=1 dport=2 src=1.2.3.4 dst=5.6.7.8 sport=2 dport=1"
+            ),
             None
         );
+        assert_eq!(
+            Flow::parse("icmp 1 29 src=1.2.3.4 dst=5.6.7.8 type=8 code=0 id=1 src=5.6.7.8 dst=1.2.3.4 type=0 code=0 id=1"),
+            None
+        );
+        // Only the original direction: no reply tuple, no flow.
+        assert_eq!(
+            Flow::parse("udp 17 29 src=1.2.3.4 dst=5.6.7.8 sport=1 dport=2"),
+            None
+        );
+    }
+
+    #[test]
+    fn flow_matching() {
+        let ip = Ipv4Addr::new(203, 0, 113, 1);
+        let phone = Ipv4Addr::new(192, 168, 0, 91);
+        let removed = Forward {
+            protocol: Protocol::Tcp,
+            external_port: 9090,
+            internal_client: phone,
+            internal_port: 8080,
+        };
+        let mut jobs = FlowJobs::default();
+        jobs.removed.insert(removed);
+        jobs.stale.insert((Protocol::Udp, 6000));
+        let dnat = Flow::parse("tcp 6 431999 ESTABLISHED src=203.0.113.10 dst=203.0.113.1 sport=41000 dport=9090 src=192.168.0.91 dst=203.0.113.10 sport=8080 dport=41000 [ASSURED] mark=0 use=1").unwrap();
+        assert!(dnat.matches(Some(ip), &jobs));
+        assert!(dnat.matches(None, &jobs));
+        // Another target, another external port, another address: left alone.
+        let other = Flow {
+            reply_sport: 8081,
+            ..dnat
+        };
+        assert!(!other.matches(Some(ip), &jobs));
+        let other = Flow {
+            dport: 9091,
+            ..dnat
+        };
+        assert!(!other.matches(Some(ip), &jobs));
+        let other = Flow {
+            dst: Ipv4Addr::new(203, 0, 113, 2),
+            ..dnat
+        };
+        assert!(!other.matches(Some(ip), &jobs));
+        // The phone's own connection to a server port 9090 of another host that answers
+        // from 192.168.0.91:8080 cannot exist untranslated: original dst = reply src.
+        let untranslated = Flow { dst: phone, ..dnat };
+        assert!(!untranslated.matches(None, &jobs));
+        // Stale: to the external IP, answered by it, on a newly mapped port.
+        let stale = Flow::parse("udp 17 29 src=203.0.113.10 dst=203.0.113.1 sport=40000 dport=6000 [UNREPLIED] src=203.0.113.1 dst=203.0.113.10 sport=6000 dport=40000 mark=0 use=1").unwrap();
+        assert!(stale.matches(Some(ip), &jobs));
+        assert!(
+            !stale.matches(None, &jobs),
+            "no external IP: no stale flows"
+        );
+        assert!(!Flow {
+            dport: 6001,
+            ..stale
+        }
+        .matches(Some(ip), &jobs));
+        // A flow translated to a forward of the same port that is not the removed one.
+        jobs.removed.clear();
+        assert!(!dnat.matches(Some(ip), &jobs));
     }
 
     #[test]

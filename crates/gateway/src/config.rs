@@ -18,7 +18,13 @@
 //! # stun_server = "203.0.113.10:3478"  # learn the public address behind another NAT
 //! # lan_address = "127.0.0.1"     # listen on this address instead of the LAN interface's
 //! # wan_address = "127.0.1.1"     # relay backend: bind external ports here
+//! # admin_password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"  # web admin password (argon2 PHC);
+//! #                               # absent: generated at first start, logged once, kept hashed
+//! # remote_admin_port = 8080      # also serve /admin/ and /api/ on the WAN address, this port
 //! ```
+//!
+//! Settings changed on the admin page (secure mode, limits, lease maximum) are kept in
+//! `<state_dir>/settings.toml` and loaded over this file's values at start.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -90,6 +96,11 @@ pub struct GatewayConfig {
     pub igd1_only: bool,
     /// Journal records after which the journal is compacted into a snapshot.
     pub compact_after_records: usize,
+    /// The web admin's password as an argon2 PHC string; `None`: generated at first start,
+    /// logged once and stored hashed in `<state_dir>/admin.hash`.
+    pub admin_password_hash: Option<String>,
+    /// Serve the web admin (only it) on the WAN address at this port too; `None`: LAN only.
+    pub remote_admin_port: Option<u16>,
 }
 
 impl Default for GatewayConfig {
@@ -115,6 +126,8 @@ impl Default for GatewayConfig {
             notify_interval_seconds: 900,
             igd1_only: false,
             compact_after_records: 10_000,
+            admin_password_hash: None,
+            remote_admin_port: None,
         }
     }
 }
@@ -197,6 +210,26 @@ impl GatewayConfig {
                 "the nftables backend needs the WAN interface",
             ));
         }
+        if let Some(hash) = &self.admin_password_hash {
+            if !crate::admin::auth::is_valid_hash(hash.trim()) {
+                return Err(invalid(
+                    "admin_password_hash",
+                    "must be an argon2 PHC string ($argon2id$v=19$m=…,t=…,p=…$salt$hash)",
+                ));
+            }
+        }
+        if self.remote_admin_port == Some(0) {
+            return Err(invalid("remote_admin_port", "must be a port 1..=65535"));
+        }
+        if self.remote_admin_port.is_some()
+            && self.wan_address.is_none()
+            && self.wan_interface.is_none()
+        {
+            return Err(invalid(
+                "remote_admin_port",
+                "remote administration needs the WAN address (wan_interface or wan_address)",
+            ));
+        }
         if self.friendly_name.len() > 64 {
             return Err(invalid("friendly_name", "at most 64 bytes (UDA)"));
         }
@@ -244,6 +277,26 @@ mod tests {
         assert!(c.validate().is_err());
         c.max_lease_seconds = 3600;
         c.notify_interval_seconds = 10;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn admin_settings_are_checked() {
+        let mut c = GatewayConfig {
+            lan_interface: Some("lan0".into()),
+            wan_interface: Some("wan0".into()),
+            ..Default::default()
+        };
+        c.admin_password_hash = Some("plain text".into());
+        assert!(c.validate().is_err());
+        c.admin_password_hash = Some(crate::admin::auth::hash_password("pw").unwrap());
+        c.validate().unwrap();
+        c.remote_admin_port = Some(0);
+        assert!(c.validate().is_err());
+        c.remote_admin_port = Some(8080);
+        c.validate().unwrap();
+        c.wan_interface = None;
+        c.backend = BackendKind::Relay;
         assert!(c.validate().is_err());
     }
 }

@@ -6,17 +6,22 @@
 //! table, writes the resulting records with one fsync (group commit), updates the backend, and
 //! only then answers each request.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use forward::{Backend, Forward};
 use gateway_core::record::Record;
-use gateway_core::{igd, Change, Mapping, Table};
+use gateway_core::{
+    igd, AddRequest, Change, Key, Limits, Mapping, Policy, Protocol, Refusal, Table,
+};
 use igd_proto::actions::{Action, Response};
 use igd_proto::error::{ErrorCode, UpnpError};
 use tokio::sync::{oneshot, watch};
 
+use crate::admin::settings::LiveSettings;
 use crate::journal::Journal;
 
 /// Requests handled in one batch (one journal sync) at most.
@@ -25,6 +30,9 @@ pub const MAX_BATCH: usize = 256;
 pub const QUEUE_LEN: usize = 4096;
 /// Longest sleep of the control thread when nothing expires sooner.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
+/// LAN hosts whose last request time is remembered (for the admin page's "last seen" and
+/// stale deletion); beyond it the host seen longest ago is forgotten.
+pub const MAX_SEEN_HOSTS: usize = 4096;
 
 /// The state variables GENA events carry (WANIPConnection), as last changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +58,59 @@ pub struct WanCounters {
     pub packets_received: u64,
 }
 
+/// The table as the admin page sees it, at one instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The instant (unix seconds): leases remaining are `Mapping::remaining(now)`.
+    pub now: u64,
+    /// Every mapping, in key order.
+    pub mappings: Vec<Mapping>,
+    /// When each internal client of a mapping last sent a request to the gateway (unix
+    /// seconds); absent = not since the gateway started.
+    pub last_seen: HashMap<Ipv4Addr, u64>,
+}
+
+/// What the status page shows, read from the control thread.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Now (unix seconds).
+    pub now: u64,
+    /// Seconds since the control thread started.
+    pub uptime_seconds: u64,
+    /// The external address, if known.
+    pub external_ip: Option<Ipv4Addr>,
+    /// `Connected` or `Disconnected`.
+    pub connection_status: &'static str,
+    /// Mappings in total.
+    pub total: usize,
+    /// UDP mappings.
+    pub udp: usize,
+    /// TCP mappings.
+    pub tcp: usize,
+    /// Mappings per internal client.
+    pub per_host: BTreeMap<Ipv4Addr, usize>,
+    /// The live settings in force.
+    pub settings: LiveSettings,
+}
+
+/// Why an admin command failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The table refused (the same refusal a SOAP client would get).
+    #[error("{0}")]
+    Refused(Refusal),
+    /// The change is in the table but could not be made durable, or settings could not be
+    /// written: the operator should look at the disk.
+    #[error("could not store the change: {0}")]
+    Storage(String),
+    /// The control thread is busy or stopping: try again.
+    #[error("{0}")]
+    Unavailable(&'static str),
+}
+
+type AdminReply<T> = oneshot::Sender<Result<T, AdminError>>;
+
 /// A request to the control thread.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -58,6 +119,46 @@ pub(crate) enum Command {
         igd_version: u8,
         action: Action,
         reply: oneshot::Sender<Result<Response, UpnpError>>,
+    },
+    /// Every mapping with its remaining lease and the last request time of its host.
+    Snapshot {
+        reply: AdminReply<Snapshot>,
+    },
+    /// Status counters and the live settings.
+    Status {
+        reply: AdminReply<Status>,
+    },
+    /// Delete one mapping as the administrator (any owner, secure mode aside).
+    AdminRemove {
+        key: Key,
+        reply: AdminReply<Mapping>,
+    },
+    /// Delete the mappings with these keys (missing ones are skipped): how many went.
+    RemoveSelection {
+        keys: Vec<Key>,
+        reply: AdminReply<usize>,
+    },
+    /// Delete the non-manual mappings of hosts whose last request is older than
+    /// `older_than_seconds`, or who sent none since the start.
+    RemoveStale {
+        older_than_seconds: u64,
+        reply: AdminReply<usize>,
+    },
+    /// Add (or refresh) a static forward: `Source::Manual`, requester = internal client.
+    AddStatic {
+        request: AddRequest,
+        reply: AdminReply<Mapping>,
+    },
+    /// Enable or disable a mapping (its forward is removed while disabled).
+    SetEnabled {
+        key: Key,
+        enabled: bool,
+        reply: AdminReply<Mapping>,
+    },
+    /// Persist (`settings.toml`) and apply validated live settings.
+    ApplySettings {
+        settings: LiveSettings,
+        reply: AdminReply<LiveSettings>,
     },
     Stop,
 }
@@ -99,6 +200,72 @@ impl ControlHandle {
                 std_mpsc::TrySendError::Disconnected(_) => unavailable(),
             })?;
         rx.await.map_err(|_| unavailable())?
+    }
+
+    async fn admin<T>(&self, make: impl FnOnce(AdminReply<T>) -> Command) -> Result<T, AdminError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.try_send(make(reply)).map_err(|e| match e {
+            std_mpsc::TrySendError::Full(_) => AdminError::Unavailable("gateway busy"),
+            std_mpsc::TrySendError::Disconnected(_) => {
+                AdminError::Unavailable("gateway is shutting down")
+            }
+        })?;
+        rx.await
+            .map_err(|_| AdminError::Unavailable("gateway is shutting down"))?
+    }
+
+    /// Every mapping, with the instant and the hosts' last request times.
+    pub async fn snapshot(&self) -> Result<Snapshot, AdminError> {
+        self.admin(|reply| Command::Snapshot { reply }).await
+    }
+
+    /// Counters for the status page and the live settings.
+    pub async fn status(&self) -> Result<Status, AdminError> {
+        self.admin(|reply| Command::Status { reply }).await
+    }
+
+    /// Delete a mapping whoever holds it (714 when absent); durable before the answer.
+    pub async fn admin_remove(&self, key: Key) -> Result<Mapping, AdminError> {
+        self.admin(|reply| Command::AdminRemove { key, reply })
+            .await
+    }
+
+    /// Delete the mappings with these keys; how many existed and went.
+    pub async fn remove_selection(&self, keys: Vec<Key>) -> Result<usize, AdminError> {
+        self.admin(|reply| Command::RemoveSelection { keys, reply })
+            .await
+    }
+
+    /// Delete the mappings (static forwards aside) of hosts not seen for
+    /// `older_than_seconds` or never seen since the start.
+    pub async fn remove_stale(&self, older_than_seconds: u64) -> Result<usize, AdminError> {
+        self.admin(|reply| Command::RemoveStale {
+            older_than_seconds,
+            reply,
+        })
+        .await
+    }
+
+    /// Add a static forward through the same table, policy, journal and backend as SOAP.
+    pub async fn add_static(&self, request: AddRequest) -> Result<Mapping, AdminError> {
+        self.admin(|reply| Command::AddStatic { request, reply })
+            .await
+    }
+
+    /// Enable or disable a mapping.
+    pub async fn set_enabled(&self, key: Key, enabled: bool) -> Result<Mapping, AdminError> {
+        self.admin(|reply| Command::SetEnabled {
+            key,
+            enabled,
+            reply,
+        })
+        .await
+    }
+
+    /// Persist and apply live settings (already validated).
+    pub async fn apply_settings(&self, settings: LiveSettings) -> Result<LiveSettings, AdminError> {
+        self.admin(|reply| Command::ApplySettings { settings, reply })
+            .await
     }
 
     /// The evented state; `changed()` wakes on every change (bursts coalesce).
@@ -145,6 +312,8 @@ impl ControlHandle {
                         let _ = reply.send(f(requester, igd_version, action));
                     }
                     Command::Stop => return,
+                    // Admin commands: the reply is dropped, the caller sees "unavailable".
+                    _ => {}
                 }
             }
         });
@@ -178,6 +347,11 @@ pub struct ControlSetup {
     pub wan_interface: Option<String>,
     /// Compact the journal after this many records.
     pub compact_after_records: usize,
+    /// Where live settings changed by the admin page are persisted (`None`: not persisted).
+    pub settings_file: Option<PathBuf>,
+    /// Whether UPnP IGD control is on at start (off: every WANIPConnection action is
+    /// answered 501 ActionFailed).
+    pub upnp_enabled: bool,
 }
 
 /// The running control thread.
@@ -223,6 +397,21 @@ impl ControlThread {
     }
 }
 
+/// How a pending admin reply is completed once the batch is durable (or not).
+type Pending = Box<dyn FnOnce(Option<&std::io::Error>) + Send>;
+
+/// An admin reply that waits for the batch's journal sync: a change that was applied but
+/// not made durable is answered with [`AdminError::Storage`].
+fn after_sync<T: Send + 'static>(reply: AdminReply<T>, result: Result<T, AdminError>) -> Pending {
+    Box::new(move |sync_error| {
+        let result = match (sync_error, result) {
+            (Some(e), Ok(_)) => Err(AdminError::Storage(e.to_string())),
+            (_, r) => r,
+        };
+        let _ = reply.send(result);
+    })
+}
+
 fn forward_of(m: &Mapping) -> Forward {
     Forward {
         protocol: m.key.protocol,
@@ -241,6 +430,10 @@ struct Actor {
     evented: watch::Sender<Evented>,
     compact_after: usize,
     records: Vec<Record>,
+    settings_file: Option<PathBuf>,
+    upnp_enabled: bool,
+    /// Last request (unix seconds) per LAN host, at most [`MAX_SEEN_HOSTS`].
+    last_seen: HashMap<Ipv4Addr, u64>,
 }
 
 impl Actor {
@@ -254,6 +447,9 @@ impl Actor {
             evented,
             compact_after: setup.compact_after_records,
             records: Vec::new(),
+            settings_file: setup.settings_file,
+            upnp_enabled: setup.upnp_enabled,
+            last_seen: HashMap::new(),
         }
     }
 
@@ -280,6 +476,7 @@ impl Actor {
                 }
             }
             let mut replies = Vec::with_capacity(batch.len());
+            let mut pending: Vec<Pending> = Vec::new();
             let mut stop = false;
             let now = unix_now();
             self.expire(now);
@@ -291,13 +488,25 @@ impl Actor {
                         action,
                         reply,
                     } => {
-                        let result = self.igd(now, requester, igd_version, &action);
+                        self.seen(requester, now);
+                        let result = if self.upnp_enabled {
+                            self.igd(now, requester, igd_version, &action)
+                        } else {
+                            Err(UpnpError {
+                                code: ErrorCode::ActionFailed.code(),
+                                description: "UPnP is switched off on this gateway".into(),
+                            })
+                        };
                         replies.push((reply, result));
                     }
                     Command::Stop => stop = true,
+                    admin => pending.extend(self.admin(now, admin)),
                 }
             }
             let durable = self.flush();
+            for complete in pending {
+                complete(durable.as_ref().err());
+            }
             for (reply, result) in replies {
                 let result = match (&durable, result) {
                     (Err(e), Ok(_)) => Err(UpnpError {
@@ -335,6 +544,209 @@ impl Actor {
         result
     }
 
+    /// Remember that `host` sent a request at `now`.
+    fn seen(&mut self, host: Ipv4Addr, now: u64) {
+        if self.last_seen.len() >= MAX_SEEN_HOSTS && !self.last_seen.contains_key(&host) {
+            if let Some(oldest) = self
+                .last_seen
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(h, _)| *h)
+            {
+                self.last_seen.remove(&oldest);
+            }
+        }
+        self.last_seen.insert(host, now);
+    }
+
+    /// Run one admin command; a change's reply waits for the batch's sync (returned), a
+    /// read is answered at once.
+    fn admin(&mut self, now: u64, cmd: Command) -> Option<Pending> {
+        match cmd {
+            Command::Snapshot { reply } => {
+                let mappings: Vec<Mapping> = self.table.iter().cloned().collect();
+                let last_seen = mappings
+                    .iter()
+                    .filter_map(|m| {
+                        let at = self.last_seen.get(&m.internal_client)?;
+                        Some((m.internal_client, *at))
+                    })
+                    .collect();
+                let _ = reply.send(Ok(Snapshot {
+                    now,
+                    mappings,
+                    last_seen,
+                }));
+                None
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(Ok(self.status(now)));
+                None
+            }
+            Command::AdminRemove { key, reply } => {
+                let result = self
+                    .table
+                    .remove(now, None, &key)
+                    .map_err(AdminError::Refused);
+                let _ = self.apply_changes(now);
+                if let Ok(m) = &result {
+                    tracing::info!(protocol = %m.key.protocol, port = m.key.external_port, client = %m.internal_client, "mapping deleted by the administrator");
+                }
+                Some(after_sync(reply, result))
+            }
+            Command::RemoveSelection { keys, reply } => {
+                let deleted = self.remove_keys(now, keys);
+                Some(after_sync(reply, Ok(deleted)))
+            }
+            Command::RemoveStale {
+                older_than_seconds,
+                reply,
+            } => {
+                let cutoff = now.saturating_sub(older_than_seconds);
+                let keys: Vec<Key> = self
+                    .table
+                    .iter()
+                    .filter(|m| m.source != gateway_core::Source::Manual)
+                    .filter(|m| {
+                        self.last_seen
+                            .get(&m.internal_client)
+                            .is_none_or(|at| *at < cutoff)
+                    })
+                    .map(|m| m.key)
+                    .collect();
+                let deleted = self.remove_keys(now, keys);
+                Some(after_sync(reply, Ok(deleted)))
+            }
+            Command::AddStatic { request, reply } => {
+                let requester = request.internal_client;
+                let added = self
+                    .table
+                    .add(now, requester, request)
+                    .map(|m| m.key)
+                    .map_err(AdminError::Refused);
+                let result = match (added, self.apply_changes(now)) {
+                    (Ok(key), Ok(())) => self.table.get(&key).cloned().ok_or_else(|| {
+                        AdminError::Refused(Refusal::new(
+                            ErrorCode::ActionFailed,
+                            "the mapping is gone",
+                        ))
+                    }),
+                    (Ok(_), Err(e)) => Err(AdminError::Refused(Refusal::new(
+                        ErrorCode::ActionFailed,
+                        e.description,
+                    ))),
+                    (Err(e), _) => Err(e),
+                };
+                if let Ok(m) = &result {
+                    tracing::info!(protocol = %m.key.protocol, port = m.key.external_port, client = %m.internal_client, internal_port = m.internal_port, "static forward added by the administrator");
+                }
+                Some(after_sync(reply, result))
+            }
+            Command::SetEnabled {
+                key,
+                enabled,
+                reply,
+            } => {
+                let changed = self
+                    .table
+                    .set_enabled(now, &key, enabled)
+                    .map(|_| ())
+                    .map_err(AdminError::Refused);
+                let result = match (changed, self.apply_changes(now)) {
+                    (Ok(()), Ok(())) => self.table.get(&key).cloned().ok_or_else(|| {
+                        AdminError::Refused(Refusal::new(
+                            ErrorCode::NoSuchEntryInArray,
+                            "the mapping is gone",
+                        ))
+                    }),
+                    (Ok(()), Err(e)) => Err(AdminError::Refused(Refusal::new(
+                        ErrorCode::ActionFailed,
+                        e.description,
+                    ))),
+                    (Err(e), _) => Err(e),
+                };
+                Some(after_sync(reply, result))
+            }
+            Command::ApplySettings { settings, reply } => {
+                let result = self.apply_settings(settings);
+                let _ = reply.send(result);
+                None
+            }
+            Command::Igd { .. } | Command::Stop => None,
+        }
+    }
+
+    fn remove_keys(&mut self, now: u64, keys: Vec<Key>) -> usize {
+        let mut deleted = 0;
+        for key in keys {
+            if self.table.remove(now, None, &key).is_ok() {
+                deleted += 1;
+            }
+        }
+        let _ = self.apply_changes(now);
+        if deleted > 0 {
+            tracing::info!(deleted, "mappings deleted by the administrator");
+        }
+        deleted
+    }
+
+    fn settings(&self) -> LiveSettings {
+        let limits = self.table.limits();
+        LiveSettings {
+            secure_mode: self.table.policy().secure_mode,
+            max_mappings: limits.max_mappings,
+            max_mappings_per_host: limits.max_per_host,
+            max_lease_seconds: limits.max_lease,
+            upnp_enabled: self.upnp_enabled,
+        }
+    }
+
+    fn status(&self, now: u64) -> Status {
+        let mut per_host = BTreeMap::new();
+        let (mut udp, mut tcp) = (0, 0);
+        for m in self.table.iter() {
+            *per_host.entry(m.internal_client).or_insert(0) += 1;
+            match m.key.protocol {
+                Protocol::Udp => udp += 1,
+                Protocol::Tcp => tcp += 1,
+            }
+        }
+        Status {
+            now,
+            uptime_seconds: self.started.elapsed().as_secs(),
+            external_ip: self.external_ip,
+            connection_status: "Connected",
+            total: self.table.len(),
+            udp,
+            tcp,
+            per_host,
+            settings: self.settings(),
+        }
+    }
+
+    /// Persist first (a setting that cannot be stored is not applied), then apply: limits
+    /// and secure mode to the table (existing mappings stay), the UPnP switch here.
+    fn apply_settings(&mut self, settings: LiveSettings) -> Result<LiveSettings, AdminError> {
+        if let Some(path) = &self.settings_file {
+            settings
+                .save(path)
+                .map_err(|e| AdminError::Storage(format!("{}: {e}", path.display())))?;
+        }
+        self.table.set_limits(Limits {
+            max_mappings: settings.max_mappings,
+            max_per_host: settings.max_mappings_per_host,
+            max_lease: settings.max_lease_seconds,
+            ..self.table.limits().clone()
+        });
+        self.table.set_policy(Policy {
+            secure_mode: settings.secure_mode,
+            ..self.table.policy().clone()
+        });
+        self.upnp_enabled = settings.upnp_enabled;
+        tracing::info!(?settings, "settings changed by the administrator");
+        Ok(self.settings())
+    }
+
     fn expire(&mut self, now: u64) {
         let expired = self.table.expire(now);
         if !expired.is_empty() {
@@ -345,11 +757,14 @@ impl Actor {
 
     /// Push queued table changes to the backend and the pending journal records. A mapping the
     /// backend cannot install is taken out of the table again and the request fails with 501,
-    /// so the table never claims a forward that does not exist.
+    /// so the table never claims a forward that does not exist. A disabled mapping has no
+    /// forward: disabling removes it, enabling installs it (and fails the same way).
     fn apply_changes(&mut self, now: u64) -> Result<(), UpnpError> {
         let mut failure = None;
         while let Some(change) = self.table.poll_change() {
             match change {
+                // A disabled mapping is kept (and journaled) but has no forward.
+                Change::Added(m) if !m.enabled => self.records.push(Record::Put(m)),
                 Change::Added(m) => match self.backend.add(&forward_of(&m)) {
                     Ok(()) => self.records.push(Record::Put(m)),
                     Err(e) => {
@@ -364,16 +779,33 @@ impl Actor {
                     }
                 },
                 Change::Removed(m) => {
-                    if let Err(e) = self.backend.remove(&forward_of(&m)) {
-                        tracing::error!(error = %e, port = m.key.external_port, "forward could not be removed");
+                    if m.enabled {
+                        if let Err(e) = self.backend.remove(&forward_of(&m)) {
+                            tracing::error!(error = %e, port = m.key.external_port, "forward could not be removed");
+                        }
                     }
                     self.records.push(Record::Delete(m.key));
                 }
                 Change::Updated { old, new } => {
-                    if forward_of(&old) != forward_of(&new) {
-                        let _ = self.backend.remove(&forward_of(&old));
+                    let moved = forward_of(&old) != forward_of(&new);
+                    if old.enabled && (!new.enabled || moved) {
+                        if let Err(e) = self.backend.remove(&forward_of(&old)) {
+                            tracing::error!(error = %e, port = old.key.external_port, "forward could not be removed");
+                        }
+                    }
+                    if new.enabled && (!old.enabled || moved) {
                         if let Err(e) = self.backend.add(&forward_of(&new)) {
-                            tracing::error!(error = %e, "forward could not be updated");
+                            tracing::error!(error = %e, port = new.key.external_port, "forward could not be installed");
+                            if !old.enabled {
+                                // Enabling failed: keep it disabled, as the journal says.
+                                let _ = self.table.set_enabled(now, &new.key, false);
+                                while self.table.poll_change().is_some() {}
+                                failure = Some(UpnpError {
+                                    code: ErrorCode::ActionFailed.code(),
+                                    description: format!("forwarding failed: {e}"),
+                                });
+                                continue;
+                            }
                         }
                     }
                     self.records.push(Record::Put(new));

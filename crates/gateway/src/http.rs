@@ -16,6 +16,10 @@
 //! - a connection lives at most [`MAX_CONNECTION_LIFETIME`], so a peer that stops reading
 //!   our answer cannot hold a slot either.
 //!
+//! Paths under `/admin` and `/api` go to the web admin ([`crate::admin`]) when one is
+//! attached ([`serve_with_admin`]); [`serve_remote_admin`] runs the same server on another
+//! listener (the WAN side) serving only those paths, to any IPv4 peer.
+//!
 //! SOAP errors are answered as UPnP prescribes: HTTP 500 with a SOAP `Fault` carrying
 //! `UPnPError`. A missing or malformed `SOAPAction` (it must be `"SERVICE_TYPE#ACTION"`, in
 //! double quotes), an unparsable body (not XML, a DTD, a foreign entity, not SOAP), a body
@@ -50,6 +54,7 @@ use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::admin::{self, Admin};
 use crate::control::ControlHandle;
 use crate::gena::{Gena, GenaAnswer};
 
@@ -133,6 +138,10 @@ struct Shared {
     docs: Arc<Documents>,
     control: ControlHandle,
     gena: Gena,
+    /// The web admin, when attached.
+    admin: Option<Arc<Admin>>,
+    /// Serve only the web admin, to any IPv4 peer (the remote-management listener).
+    admin_only: bool,
 }
 
 /// Serve HTTP on `listener` until `shutdown` becomes true (or its sender is dropped).
@@ -143,17 +152,58 @@ pub async fn serve(
     docs: Arc<Documents>,
     control: ControlHandle,
     gena: Gena,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(
-        config.max_connections.min(Semaphore::MAX_PERMITS),
-    ));
-    let shared = Arc::new(Shared {
+    serve_with_admin(listener, config, docs, control, gena, None, shutdown).await
+}
+
+/// [`serve`], with the web admin under `/admin/` and `/api/` when `admin` is given.
+pub async fn serve_with_admin(
+    listener: TcpListener,
+    config: HttpConfig,
+    docs: Arc<Documents>,
+    control: ControlHandle,
+    gena: Gena,
+    admin: Option<Arc<Admin>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let shared = Shared {
         config,
         docs,
         control,
         gena,
-    });
+        admin,
+        admin_only: false,
+    };
+    serve_shared(listener, shared, shutdown).await
+}
+
+/// Serve only the web admin on `listener` (remote management on the WAN address): any IPv4
+/// peer is served, every other path is 404, and the same limits apply.
+pub async fn serve_remote_admin(
+    listener: TcpListener,
+    config: HttpConfig,
+    admin: Arc<Admin>,
+    control: ControlHandle,
+    gena: Gena,
+    shutdown: watch::Receiver<bool>,
+) {
+    let shared = Shared {
+        config,
+        docs: Arc::new(Documents::default()),
+        control,
+        gena,
+        admin: Some(admin),
+        admin_only: true,
+    };
+    serve_shared(listener, shared, shutdown).await
+}
+
+async fn serve_shared(listener: TcpListener, shared: Shared, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(
+        shared.config.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
+    let shared = Arc::new(shared);
     let mut tasks = JoinSet::new();
     loop {
         if *shutdown.borrow_and_update() {
@@ -167,7 +217,12 @@ pub async fn serve(
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Some(ip) = lan_peer(&shared.config, peer) else {
+                    let allowed = if shared.admin_only {
+                        v4_peer(peer)
+                    } else {
+                        lan_peer(&shared.config, peer)
+                    };
+                    let Some(ip) = allowed else {
                         tracing::debug!(%peer, "HTTP connection from outside the LAN closed unanswered");
                         drop(stream);
                         continue;
@@ -201,12 +256,17 @@ pub async fn serve(
     }
 }
 
+/// The peer's IPv4 address (also when IPv4-mapped).
+fn v4_peer(peer: SocketAddr) -> Option<Ipv4Addr> {
+    match peer.ip() {
+        IpAddr::V4(ip) => Some(ip),
+        IpAddr::V6(ip) => ip.to_ipv4_mapped(),
+    }
+}
+
 /// The peer's IPv4 address when it is inside the LAN subnet.
 fn lan_peer(config: &HttpConfig, peer: SocketAddr) -> Option<Ipv4Addr> {
-    let ip = match peer.ip() {
-        IpAddr::V4(ip) => ip,
-        IpAddr::V6(ip) => ip.to_ipv4_mapped()?,
-    };
+    let ip = v4_peer(peer)?;
     let prefix = u32::from(config.lan_prefix.min(32));
     let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
     (u32::from(ip) & mask == u32::from(config.lan_addr) & mask).then_some(ip)
@@ -276,7 +336,7 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    fn new(data: impl Into<Bytes>) -> Reply {
+    pub(crate) fn new(data: impl Into<Bytes>) -> Reply {
         let data: Bytes = data.into();
         Reply {
             data: (!data.is_empty()).then_some(data),
@@ -305,7 +365,7 @@ impl Body for Reply {
     }
 }
 
-fn respond(
+pub(crate) fn respond(
     status: StatusCode,
     content_type: Option<&'static str>,
     body: impl Into<Bytes>,
@@ -386,6 +446,15 @@ async fn route(
     deadline: Instant,
 ) -> Response<Reply> {
     let path = request.uri().path().to_owned();
+    if let Some(admin) = &shared.admin {
+        if admin::is_admin_path(&path) {
+            let max = shared.config.max_body_bytes;
+            return admin::handle(admin, peer, request, deadline, max).await;
+        }
+    }
+    if shared.admin_only {
+        return empty(StatusCode::NOT_FOUND);
+    }
     let method = request.method().clone();
     let control = match path.as_str() {
         device::IPCONN_CONTROL_PATH => Some(ControlService::IpConnection),
@@ -442,14 +511,18 @@ fn gena_response(answer: GenaAnswer) -> Response<Reply> {
     response
 }
 
-enum BodyError {
+pub(crate) enum BodyError {
     TooLarge,
     TimedOut,
     Broken(String),
 }
 
 /// The request body, at most `max` bytes, complete before `deadline`.
-async fn read_body(body: Incoming, max: usize, deadline: Instant) -> Result<Bytes, BodyError> {
+pub(crate) async fn read_body(
+    body: Incoming,
+    max: usize,
+    deadline: Instant,
+) -> Result<Bytes, BodyError> {
     match tokio::time::timeout_at(deadline, Limited::new(body, max).collect()).await {
         Err(_) => Err(BodyError::TimedOut),
         Ok(Err(e)) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge),

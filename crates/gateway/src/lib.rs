@@ -9,8 +9,10 @@
 //!                             │                 changes ──► backend (nftables | relay)
 //!                             │                          └─► journal (fdatasync) ──► answer
 //!                             └─► evented state ──► gena ──► NOTIFY to subscribers
+//! /admin/, /api/ ─► admin ──► control thread (same table, policy, journal, backend)
 //! ```
 
+pub mod admin;
 pub mod config;
 pub mod control;
 pub mod gena;
@@ -152,10 +154,26 @@ fn limits_of(config: &GatewayConfig) -> Limits {
 
 /// Run the gateway until `shutdown` turns true; then send ssdp:byebye and stop, keeping state.
 pub async fn run(
-    config: GatewayConfig,
+    mut config: GatewayConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), GatewayError> {
     config.validate()?;
+    // Settings changed on the admin page win over the configuration file.
+    let settings_file = config.state_dir.join(admin::settings::SETTINGS_FILE);
+    let mut live = admin::settings::LiveSettings::from_config(&config);
+    match admin::settings::LiveSettings::load(&settings_file) {
+        Ok(Some(saved)) => {
+            tracing::info!(file = %settings_file.display(), ?saved, "admin settings loaded over the configuration");
+            saved.apply_to(&mut config);
+            live = saved;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(
+            file = %settings_file.display(),
+            error = %e,
+            "admin settings ignored: using the configuration's values"
+        ),
+    }
     let mut addrs = resolve_addresses(&config)?;
     if let (Some(server), None) = (config.stun_server, config.external_ip) {
         let from = addrs.wan.unwrap_or(Ipv4Addr::UNSPECIFIED);
@@ -186,6 +204,13 @@ pub async fn run(
         source,
     };
     let identity = journal::Identity::load_and_bump(&config.state_dir).map_err(state_err)?;
+    let password_hash =
+        admin::auth::bootstrap(config.admin_password_hash.as_deref(), &config.state_dir).map_err(
+            |e| GatewayError::State {
+                path: config.state_dir.display().to_string(),
+                source: std::io::Error::other(format!("admin password: {e}")),
+            },
+        )?;
     let (journal, saved, report) = journal::Journal::open(&config.state_dir).map_err(state_err)?;
     let now = control::unix_now();
     let mut table = Table::new(limits_of(&config), policy_of(&config)?);
@@ -222,6 +247,7 @@ pub async fn run(
     };
     let wanted: Vec<Forward> = table
         .iter()
+        .filter(|m| m.enabled)
         .map(|m| Forward {
             protocol: m.key.protocol,
             external_port: m.key.external_port,
@@ -244,6 +270,8 @@ pub async fn run(
         external_ip: addrs.external,
         wan_interface: config.wan_interface.clone(),
         compact_after_records: config.compact_after_records,
+        settings_file: Some(settings_file),
+        upnp_enabled: live.upnp_enabled,
     })
     .map_err(|e| GatewayError::Bind {
         what: "control thread".into(),
@@ -353,12 +381,51 @@ pub async fn run(
         lan_prefix: addrs.lan_prefix,
         ..http::HttpConfig::default()
     };
-    let http_task = tokio::spawn(http::serve(
+    let admin = Arc::new(admin::Admin::new(
+        handle.clone(),
+        password_hash,
+        admin::AdminInfo {
+            boot_id: identity.boot_id,
+            backend: match config.backend {
+                BackendKind::Nftables => "nftables",
+                BackendKind::Relay => "relay",
+            },
+            lan_addr: addrs.lan,
+            lan_prefix: addrs.lan_prefix,
+        },
+    ));
+    let remote_task = match (config.remote_admin_port, addrs.wan) {
+        (Some(port), Some(wan)) => {
+            let remote = tokio::net::TcpListener::bind(SocketAddrV4::new(wan, port))
+                .await
+                .map_err(|e| GatewayError::Bind {
+                    what: format!("remote admin on {wan}:{port}"),
+                    source: e,
+                })?;
+            tracing::warn!(%wan, port, "remote administration is on: the admin pages are served on the WAN address");
+            Some(tokio::spawn(http::serve_remote_admin(
+                remote,
+                http_config.clone(),
+                admin.clone(),
+                handle.clone(),
+                gena.clone(),
+                shutdown.clone(),
+            )))
+        }
+        (Some(_), None) => {
+            return Err(GatewayError::Interface(
+                "remote_admin_port is set but the WAN address is unknown".into(),
+            ))
+        }
+        (None, _) => None,
+    };
+    let http_task = tokio::spawn(http::serve_with_admin(
         listener,
         http_config,
         docs,
         handle.clone(),
         gena.clone(),
+        Some(admin),
         shutdown.clone(),
     ));
     let gena_task = {
@@ -387,6 +454,9 @@ pub async fn run(
     }
     let _ = ssdp_task.await;
     let _ = http_task.await;
+    if let Some(task) = remote_task {
+        let _ = task.await;
+    }
     let _ = gena_task.await;
     tokio::task::spawn_blocking(move || control.stop())
         .await

@@ -347,9 +347,20 @@ async fn a_private_wan_learns_its_public_address_by_stun() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn igd1_mode_serves_only_the_igd1_description() {
     let state = state_dir("igd1");
-    let gw = start_config(GatewayConfig { igd1_only: true, ..Default::default() }, &state, free_port()).await;
+    let gw = start_config(
+        GatewayConfig {
+            igd1_only: true,
+            ..Default::default()
+        },
+        &state,
+        free_port(),
+    )
+    .await;
     let c = client(&gw.url).await;
-    assert_eq!(c.connection().service_type, "urn:schemas-upnp-org:service:WANIPConnection:1");
+    assert_eq!(
+        c.connection().service_type,
+        "urn:schemas-upnp-org:service:WANIPConnection:1"
+    );
     assert!(!c.is_igd2());
     // IGD:1 semantics: lease 0 is permanent.
     let phone = UdpSocket::bind((LAN, 0)).await.unwrap();
