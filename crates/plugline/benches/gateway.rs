@@ -104,6 +104,9 @@ const TICKS_PER_SECOND: f64 = 100.0;
 const TARGET_THROUGHPUT_RATIO: f64 = 3.0;
 /// Target: latency at 20,000 mappings at most this many times the empty table's.
 const TARGET_LATENCY_GROWTH: f64 = 2.0;
+/// miniupnpd's VmRSS with 5,000 mappings as PEERS.md reports it (KiB), the reference when
+/// this run could not fill miniupnpd that far.
+const MINIUPNPD_RSS_5000_PEERS_KIB: u64 = 5_222;
 /// Target: first SSDP answer within this many milliseconds.
 const TARGET_SSDP_MS: f64 = 5.0;
 
@@ -840,7 +843,7 @@ impl Rss {
 /// children, and of this bench process (the load client).
 #[derive(Debug, Clone, Default)]
 struct Cpu {
-    groups: BTreeMap<&'static str, u64>,
+    groups: BTreeMap<String, u64>,
 }
 
 fn ticks(f: &[String], i: usize) -> u64 {
@@ -859,32 +862,37 @@ impl Cpu {
                 // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after comm.
                 let t = ticks(&f, 11) + ticks(&f, 12);
                 let group = match comm.as_str() {
-                    c if c.starts_with("plugline-contro") => "control thread",
-                    c if c.starts_with("tokio-runtime") => "tokio workers (HTTP, SSDP)",
-                    "nft-stderr" => "nft stderr reader",
-                    c if c.starts_with("conntrack") => "conntrack thread",
-                    _ => "other threads",
+                    c if c.starts_with("plugline-contro") => "control thread".to_string(),
+                    c if c.starts_with("tokio-runtime") => "tokio workers (HTTP)".to_string(),
+                    "nft-stderr" => "nft stderr reader".to_string(),
+                    c if c.starts_with("conntrack") => "conntrack thread".to_string(),
+                    "plugline" => "main thread".to_string(),
+                    other => format!("thread {other:?}"),
                 };
                 *groups.entry(group).or_insert(0) += t;
             }
         }
         if let Some((_, f)) = stat_fields(&format!("/proc/{pid}/stat")) {
             // cutime and cstime (16, 17): children that have exited and been reaped.
-            *groups.entry("exited children (conntrack)").or_insert(0) +=
-                ticks(&f, 13) + ticks(&f, 14);
+            *groups
+                .entry("exited children (conntrack)".to_string())
+                .or_insert(0) += ticks(&f, 13) + ticks(&f, 14);
         }
         for (child, comm) in children(pid) {
             if let Some((_, f)) = stat_fields(&format!("/proc/{child}/stat")) {
                 let group = if comm == "nft" {
-                    "nft child"
+                    "nft child".to_string()
                 } else {
-                    "other children"
+                    format!("child {comm:?}")
                 };
                 *groups.entry(group).or_insert(0) += ticks(&f, 11) + ticks(&f, 12);
             }
         }
         if let Some((_, f)) = stat_fields("/proc/self/stat") {
-            groups.insert("bench load client", ticks(&f, 11) + ticks(&f, 12));
+            groups.insert(
+                "bench load client".to_string(),
+                ticks(&f, 11) + ticks(&f, 12),
+            );
         }
         Cpu { groups }
     }
@@ -910,6 +918,43 @@ fn listen_backlog(net: &HomeNet) -> Option<usize> {
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().next()?;
     line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// With `GATEWAY_BENCH_PERF=DIR`, records a CPU profile of the gateway and its nft child
+/// (`perf record -g`) into `DIR/perf-<label>.data` during the concurrent throughput run.
+fn start_perf(label: &str, pid: u32) -> Option<ChildGuard> {
+    let dir = std::env::var_os("GATEWAY_BENCH_PERF")?;
+    let perf = plugline_testing::find_program("perf")?;
+    let name: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let out = PathBuf::from(dir).join(format!("perf-{name}.data"));
+    let pids: Vec<String> = std::iter::once(pid)
+        .chain(children(pid).into_iter().map(|(p, _)| p))
+        .map(|p| p.to_string())
+        .collect();
+    let mut cmd = std::process::Command::new(perf);
+    cmd.args(["record", "-F", "999", "-g", "-q", "-o"])
+        .arg(&out)
+        .args(["-p", &pids.join(",")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let guard = cmd
+        .spawn()
+        .ok()
+        .map(|c| ChildGuard::new(c, "perf record"))?;
+    // perf needs a moment to attach.
+    thread::sleep(Duration::from_millis(300));
+    println!("{NAME}: [{label}] perf profile → {}", out.display());
+    Some(guard)
+}
+
+/// Connection-tracking entries in gw (every SOAP connection leaves one for a while).
+fn conntrack_count(net: &HomeNet) -> Option<u64> {
+    let out = net.gw.run(&["conntrack", "-C"]).ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
 /// /proc/loadavg: other work on the machine skews every figure.
@@ -1142,7 +1187,11 @@ fn measure(net: &HomeNet, label: &str, pid: u32, cpu: bool, prior: f64) -> io::R
     })?;
     let tp1 = throughput(net, &ep, 1)?;
     let before = cpu.then(|| Cpu::sample(pid));
+    let perf = if cpu { start_perf(label, pid) } else { None };
     let tpn = throughput(net, &ep, CONCURRENCY)?;
+    if let Some(p) = perf {
+        let _ = p.stop();
+    }
     let cpu = before.map(|b| b.report(&Cpu::sample(pid), tpn.seconds));
     let (python, python_how) = python_throughput(net)?;
     println!(
@@ -1201,11 +1250,12 @@ fn measure(net: &HomeNet, label: &str, pid: u32, cpu: bool, prior: f64) -> io::R
         }
         let (add, delete) = latency(net, &ep)?;
         println!(
-            "{NAME}: [{label}] {n} mappings (filled in {:.1} s): add {} ms, delete {} ms (median / p99, n={})",
+            "{NAME}: [{label}] {n} mappings (filled in {:.1} s): add {} ms, delete {} ms (median / p99, n={}); conntrack entries in gw {}",
             took.as_secs_f64(),
             add.cell(),
             delete.cell(),
-            add.n
+            add.n,
+            conntrack_count(net).map_or_else(|| "?".into(), |c| c.to_string())
         );
         let add_s = add.median / 1e3;
         match base_add {
@@ -1489,26 +1539,30 @@ fn report(ours: &[(Figures, String)], mini: &Figures, total: Duration) -> String
         );
     }
     for f in &o {
-        match (f.rss_at, mini.rss_at) {
-            (Some(a), Some(b)) => {
-                let _ = writeln!(
-                    out,
-                    "- {} VmRSS at {RSS_SIZE} mappings ≤ miniupnpd's: {} ({:.1} MB vs {:.1} MB; with the nft child {:.1} MB)",
-                    f.label,
-                    verdict(a.own_kib <= b.own_kib),
-                    a.own_kib as f64 / 1024.0,
-                    b.own_kib as f64 / 1024.0,
-                    (a.own_kib + a.children_kib) as f64 / 1024.0
-                );
-            }
-            _ => {
-                let _ = writeln!(
-                    out,
-                    "- {} VmRSS at {RSS_SIZE} mappings: not judged (miniupnpd not measured there)",
-                    f.label
-                );
-            }
-        }
+        let Some(a) = f.rss_at else {
+            let _ = writeln!(
+                out,
+                "- {} VmRSS at {RSS_SIZE} mappings: not measured",
+                f.label
+            );
+            continue;
+        };
+        let (b, whose) = match mini.rss_at {
+            Some(b) => (b.own_kib, "miniupnpd's in this run"),
+            None => (
+                MINIUPNPD_RSS_5000_PEERS_KIB,
+                "miniupnpd's per PEERS.md (not reached in this run)",
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "- {} VmRSS at {RSS_SIZE} mappings ≤ miniupnpd's: {} ({:.1} MB vs {:.1} MB, {whose}; with the nft child {:.1} MB)",
+            f.label,
+            verdict(a.own_kib <= b),
+            a.own_kib as f64 / 1024.0,
+            b as f64 / 1024.0,
+            (a.own_kib + a.children_kib) as f64 / 1024.0
+        );
     }
     let _ = writeln!(out);
     for f in &o {
