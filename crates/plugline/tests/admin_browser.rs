@@ -713,6 +713,12 @@ fn static_forward_from_the_form_forwards_and_changes_need_the_csrf_token() {
             let error = wait_new_text(&c, "#add-error", &error, PAGE_WAIT).await;
             eprintln!("outside-LAN client refused: {error:?}");
             assert!(error.contains("10.9.9.9"), "#add-error: {error:?}");
+            c.execute(
+                "document.getElementById('add-error').scrollIntoView({block: 'center'});",
+                vec![],
+            )
+            .await
+            .unwrap();
             shoot(&c, "forwarding-add-error").await;
             assert!(c
                 .find(Locator::Css(r#"tr[data-key="UDP-42101"]"#))

@@ -400,6 +400,8 @@
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       addError.textContent = '';
+      // A result line from an earlier add must not stand beside this attempt's error.
+      status.textContent = '';
       const f = form.elements;
       const body = {
         protocol: f.protocol.value,
