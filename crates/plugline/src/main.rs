@@ -1,5 +1,5 @@
-//! The `plugline` command: wires the port-mapping client (and, later, the gateway and phone)
-//! to a command line. Everything protocol-related lives in the library crates.
+//! The `plugline` command: wires the port-mapping client, the gateway and the phone to a
+//! command line. Everything protocol-related lives in the library crates.
 
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
@@ -28,6 +28,9 @@ struct Cli {
 enum Command {
     /// Run the gateway: a UPnP IGD on the LAN with real forwarding (foreground; SIGTERM stops it).
     Gateway(GatewayArgs),
+    /// Run the phone: map its ports through the UPnP gateway and register the SIP account at
+    /// the public address (foreground; SIGTERM unregisters, deletes the mappings and stops).
+    Phone(PhoneArgs),
     /// A self-contained demo on loopback, no root: a gateway (relay backend), discovery, a
     /// mapping, a datagram through it from the "internet" address, list and delete.
     Demo,
@@ -136,6 +139,47 @@ struct GatewayArgs {
 }
 
 #[derive(Debug, Args)]
+struct PhoneArgs {
+    /// TOML configuration file (flags override it; every setting is documented in the phone
+    /// crate's `config` module).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// The SIP account (address of record), e.g. sip:km@example.net.
+    #[arg(long)]
+    account: Option<String>,
+    /// Where REGISTERs go, HOST[:PORT] (default: the account's domain, port 5060).
+    #[arg(long)]
+    registrar: Option<String>,
+    /// A file whose first line is the password.
+    #[arg(long)]
+    password_file: Option<std::path::PathBuf>,
+    /// Local SIP port (UDP), also the external port asked for (default 5060).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    sip_port: Option<u16>,
+    /// Local RTP ports to map, A-B (default 10000-10003; "" for none).
+    #[arg(long)]
+    rtp_ports: Option<String>,
+    /// The name in this phone's mapping descriptions (default: <user>-<MAC tail>).
+    #[arg(long)]
+    instance: Option<String>,
+    /// LAN interface name or address (default: the default route's).
+    #[arg(long)]
+    interface: Option<String>,
+    /// Status page port on the LAN address (default 80; 0 turns it off).
+    #[arg(long)]
+    status_port: Option<u16>,
+    /// Contact style: public (mapped address) or snom (private address plus ?Route=).
+    #[arg(long)]
+    contact_style: Option<phone::ContactStyleSetting>,
+    /// Lease asked for each mapping, seconds (default 3600).
+    #[arg(long)]
+    lease: Option<u32>,
+    /// Do not map ports (no UPnP): rport and keepalives only.
+    #[arg(long)]
+    no_upnp: bool,
+}
+
+#[derive(Debug, Args)]
 struct SearchArgs {
     /// How long to search, in milliseconds.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
@@ -171,7 +215,10 @@ impl From<ProtocolArg> for Protocol {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let daemon = matches!(cli.command, Command::Gateway(_) | Command::Demo);
+    let daemon = matches!(
+        cli.command,
+        Command::Gateway(_) | Command::Phone(_) | Command::Demo
+    );
     let level = match cli.verbose {
         0 if daemon => "info",
         0 => "warn",
@@ -179,14 +226,26 @@ fn main() -> ExitCode {
         2 => "debug",
         _ => "trace",
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    if matches!(cli.command, Command::Phone(_)) {
+        // The phone also keeps its log lines for its status page.
+        use tracing_subscriber::prelude::*;
+        let stderr = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_filter(filter);
+        tracing_subscriber::registry()
+            .with(stderr)
+            .with(phone::log::layer())
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(filter)
+            .init();
+    }
     // The client is one short sequence of requests: one thread is enough and starts fastest.
     // The gateway serves many clients and runs its relay: two workers.
     let built = if daemon {
@@ -285,6 +344,57 @@ async fn run_gateway(args: GatewayArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+fn phone_config(args: PhoneArgs) -> Result<phone::PhoneConfig, String> {
+    let mut config = match &args.config {
+        Some(path) => phone::PhoneConfig::load(path).map_err(|e| e.to_string())?,
+        None => phone::PhoneConfig::default(),
+    };
+    if let Some(v) = args.account {
+        config.account = Some(v);
+    }
+    if let Some(v) = args.registrar {
+        config.registrar = Some(v);
+    }
+    if let Some(v) = args.password_file {
+        config.password_file = Some(v);
+    }
+    if let Some(v) = args.sip_port {
+        config.sip_port = v;
+    }
+    if let Some(v) = args.rtp_ports {
+        config.rtp_ports = v;
+    }
+    if let Some(v) = args.instance {
+        config.instance = Some(v);
+    }
+    if let Some(v) = args.interface {
+        config.interface = Some(v);
+    }
+    if let Some(v) = args.status_port {
+        config.status_port = v;
+    }
+    if let Some(v) = args.contact_style {
+        config.contact_style = v;
+    }
+    if let Some(v) = args.lease {
+        config.lease_seconds = v;
+    }
+    if args.no_upnp {
+        config.upnp = false;
+    }
+    Ok(config)
+}
+
+async fn run_phone(args: PhoneArgs) -> Result<(), String> {
+    let config = phone_config(args)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    phone::run(config, stop_rx).await.map_err(|e| e.to_string())
+}
+
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
@@ -303,6 +413,7 @@ async fn wait_for_signal() {
 async fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Gateway(args) => run_gateway(args).await,
+        Command::Phone(args) => run_phone(args).await,
         Command::Demo => demo::run().await,
         other => run_client(other).await.map_err(|e| e.to_string()),
     }
@@ -310,7 +421,9 @@ async fn run(command: Command) -> Result<(), String> {
 
 async fn run_client(command: Command) -> portmap::Result<()> {
     match command {
-        Command::Gateway(_) | Command::Demo => unreachable!("handled by run"),
+        Command::Gateway(_) | Command::Phone(_) | Command::Demo => {
+            unreachable!("handled by run")
+        }
         Command::Discover { search, all, json } => {
             let found: Vec<Discovered> = discover(&discover_options(&search, all)).await?;
             output::discovered(&found, json);
