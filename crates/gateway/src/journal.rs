@@ -227,6 +227,108 @@ fn new_uuid() -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gateway_core::{Key, Protocol, Source};
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pl-journal-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn mapping(port: u16, description: &str) -> Mapping {
+        Mapping {
+            key: Key::new(Protocol::Udp, port),
+            internal_client: "192.168.0.91".parse().unwrap(),
+            internal_port: 5060,
+            description: description.into(),
+            enabled: true,
+            lease_seconds: 600,
+            expires_at: Some(2_000_000_000),
+            created_at: 1_999_999_400,
+            source: Source::Upnp,
+        }
+    }
+
+    #[test]
+    fn appended_records_replay_in_order() {
+        let dir = temp("replay");
+        let (mut j, none, report) = Journal::open(&dir).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(report, ReplayReport::default());
+        j.append(&[
+            Record::Put(mapping(1, "a")),
+            Record::Put(mapping(2, "b\nline")),
+        ])
+        .unwrap();
+        j.append(&[
+            Record::Delete(Key::new(Protocol::Udp, 1)),
+            Record::Put(mapping(2, "c")),
+        ])
+        .unwrap();
+        drop(j);
+        let (_, mappings, report) = Journal::open(&dir).unwrap();
+        assert_eq!(report.records, 4);
+        assert_eq!(mappings, vec![mapping(2, "c")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_record_is_rejected_whole_and_a_torn_tail_ignored() {
+        let dir = temp("corrupt");
+        let (mut j, _, _) = Journal::open(&dir).unwrap();
+        j.append(&[
+            Record::Put(mapping(1, "keep")),
+            Record::Put(mapping(2, "flip")),
+        ])
+        .unwrap();
+        drop(j);
+        let path = dir.join(JOURNAL_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Corrupt the second record's description, and add half a record with no newline.
+        let at = bytes.windows(4).position(|w| w == b"flip").unwrap();
+        bytes[at] = b'F';
+        bytes.extend_from_slice(b"PL1 0000");
+        std::fs::write(&path, &bytes).unwrap();
+        let (mut j, mappings, report) = Journal::open(&dir).unwrap();
+        assert_eq!(mappings, vec![mapping(1, "keep")]);
+        assert_eq!(report.rejected, 1);
+        assert!(report.torn_tail);
+        // The file was rewritten cleanly: new records follow good bytes.
+        j.append(&[Record::Put(mapping(3, "new"))]).unwrap();
+        drop(j);
+        let (_, mappings, report) = Journal::open(&dir).unwrap();
+        assert_eq!(
+            report,
+            ReplayReport {
+                records: 2,
+                rejected: 0,
+                torn_tail: false
+            }
+        );
+        assert_eq!(mappings.len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn compaction_keeps_exactly_the_live_table() {
+        let dir = temp("compact");
+        let (mut j, _, _) = Journal::open(&dir).unwrap();
+        for port in 0..100 {
+            j.append(&[
+                Record::Put(mapping(port, "x")),
+                Record::Delete(Key::new(Protocol::Udp, port)),
+            ])
+            .unwrap();
+        }
+        let live = [mapping(7, "live")];
+        j.compact(live.iter()).unwrap();
+        assert_eq!(j.records_since_compaction(), 1);
+        drop(j);
+        let (_, mappings, report) = Journal::open(&dir).unwrap();
+        assert_eq!(mappings, live.to_vec());
+        assert_eq!(report.records, 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn identity_is_kept_and_boot_id_grows() {

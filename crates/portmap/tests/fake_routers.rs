@@ -383,3 +383,68 @@ async fn keeper_renews_and_reports_loss() {
         Some("DeletePortMapping")
     );
 }
+
+#[tokio::test]
+async fn igd2_list_range_delete_range_and_read_actions() {
+    let fake = FakeIgd::start(
+        &description(2, urn::WAN_IP_CONNECTION_2, "/c"),
+        |call| match call.action.as_str() {
+            "GetListOfPortMappings" => {
+                assert_eq!(arg_of(call, "NewStartPort"), "1024");
+                assert_eq!(arg_of(call, "NewEndPort"), "65535");
+                assert_eq!(arg_of(call, "NewManage"), "0");
+                let entries = vec![igd_proto::actions::PortMapping {
+                    remote_host: String::new(),
+                    external_port: 40000,
+                    protocol: Protocol::Udp,
+                    internal_port: 5060,
+                    internal_client: "192.168.0.91".into(),
+                    enabled: true,
+                    description: "a & b".into(),
+                    lease_duration: 100,
+                }];
+                Reply::Ok(vec![(
+                    "NewPortListing",
+                    igd_proto::actions::build_port_mapping_list(&entries),
+                )])
+            }
+            "DeletePortMappingRange" if arg_of(call, "NewStartPort") == "2000" => Reply::Fault(730),
+            "DeletePortMappingRange" => ok(),
+            "GetConnectionTypeInfo" => Reply::Ok(vec![
+                ("NewConnectionType", "IP_Routed".into()),
+                ("NewPossibleConnectionTypes", "IP_Routed".into()),
+            ]),
+            "GetNATRSIPStatus" => Reply::Ok(vec![
+                ("NewRSIPAvailable", "0".into()),
+                ("NewNATEnabled", "1".into()),
+            ]),
+            other => friendly_named(other),
+        },
+    )
+    .await;
+    let gw = gateway(&fake).await;
+    let list = gw
+        .list_range(Protocol::Udp, 1024, 65535, 100)
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].description, "a & b");
+    gw.delete_range(Protocol::Udp, 40000, 40010, false)
+        .await
+        .unwrap();
+    let err = gw
+        .delete_range(Protocol::Udp, 2000, 2010, false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.upnp_code(), Some(730));
+    assert!(matches!(
+        gw.delete_range(Protocol::Udp, 9, 1, false).await,
+        Err(Error::InvalidRequest(_))
+    ));
+    assert_eq!(
+        gw.connection_type_info().await.unwrap().connection_type,
+        "IP_Routed"
+    );
+    let rsip = gw.nat_rsip_status().await.unwrap();
+    assert!(rsip.nat_enabled && !rsip.rsip_available);
+}
