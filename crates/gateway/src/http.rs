@@ -145,7 +145,7 @@ struct Shared {
 }
 
 /// Serve HTTP on `listener` until `shutdown` becomes true (or its sender is dropped).
-/// Connections still open then get [`SHUTDOWN_GRACE`] to finish and are dropped.
+/// Connections still open then get a short grace period (`SHUTDOWN_GRACE`) and are dropped.
 pub async fn serve(
     listener: TcpListener,
     config: HttpConfig,

@@ -147,7 +147,7 @@ struct PhoneArgs {
     /// The SIP account (address of record), e.g. sip:km@example.net.
     #[arg(long)]
     account: Option<String>,
-    /// Where REGISTERs go, HOST[:PORT] (default: the account's domain, port 5060).
+    /// Where REGISTERs go: HOST or HOST:PORT (default: the account's domain, port 5060).
     #[arg(long)]
     registrar: Option<String>,
     /// A file whose first line is the password.
@@ -159,7 +159,7 @@ struct PhoneArgs {
     /// Local RTP ports to map, A-B (default 10000-10003; "" for none).
     #[arg(long)]
     rtp_ports: Option<String>,
-    /// The name in this phone's mapping descriptions (default: <user>-<MAC tail>).
+    /// The name in this phone's mapping descriptions (default: the account user, a dash, and the end of the MAC address).
     #[arg(long)]
     instance: Option<String>,
     /// LAN interface name or address (default: the default route's).
