@@ -191,8 +191,9 @@ pub trait Backend: Send {
     /// Installs `f`. Idempotent; a forward with the same (protocol, external port) but another
     /// target is replaced (and its existing flows ended).
     fn add(&mut self, f: &Forward) -> Result<(), ForwardError>;
-    /// Removes the forward of `f`'s (protocol, external port) and ends its existing flows at
-    /// once. Removing an absent forward is not an error.
+    /// Removes the forward of `f`'s (protocol, external port): no new flow matches once this
+    /// returns, and existing flows are ended too (the relay at once, nftables by a conntrack
+    /// flush within milliseconds). Removing an absent forward is not an error.
     fn remove(&mut self, f: &Forward) -> Result<(), ForwardError>;
     /// Makes the backend hold exactly `wanted`: adds the missing, removes foreign and orphaned
     /// ones (a forward whose target changed counts as one removal and one addition).

@@ -16,17 +16,22 @@
 //! Measured, per gateway: SOAP add+delete throughput (Rust client with 1 and 16 connections,
 //! python with 1), AddPortMapping and DeletePortMapping latency of a fresh port (median and
 //! p99, one connection) with 1, 1,000, 5,000 and 20,000 mappings in the table (filled by the
-//! Rust client with 16 connections), M-SEARCH (IGD:2) first-answer latency, VmRSS idle and
-//! with 5,000 mappings, and for our gateway where its CPU goes during the 16-connection
-//! throughput run. miniupnpd costs ~17 µs × n per change, so filling it is O(n²): a size is
-//! only measured when the fill fits in [`FILL_BUDGET`] (projected from the latencies measured
-//! so far); otherwise the row says `not measured (fill would take N s)`.
+//! Rust client with 16 connections, or as many as the server's listen backlog: miniupnpd's
+//! is 5), M-SEARCH (IGD:2) first-answer latency, VmRSS idle and with 5,000 mappings (split
+//! into anonymous and file-backed pages), and for our gateway where its CPU goes during the
+//! 16-connection throughput run. miniupnpd costs ~17 µs × n per change, so filling it is
+//! O(n²): a size is only measured when the fill fits in [`FILL_BUDGET`] (projected from the
+//! latencies measured so far); otherwise the row says `not measured (fill would take N s)`.
+//! The whole run takes about 5 minutes when miniupnpd's 5,000 fits (~3.5 of them filling
+//! miniupnpd), about 2.5 otherwise.
 //!
 //! Run with `cargo bench -p plugline --bench gateway` (root, miniupnpd, conntrack and
 //! python3-miniupnpc needed; otherwise it prints `SKIP gateway bench: <reason>` and exits 0,
 //! or fails under `PLUGLINE_REQUIRE_PEERS=1`). `GATEWAY_BENCH_MARKDOWN=PATH` also writes the
-//! result table as a markdown section to PATH. Without cargo's `--bench` argument (e.g.
-//! `cargo test --all-targets`) it does nothing.
+//! result table as a markdown section to PATH; `GATEWAY_BENCH_PERF=DIR` records a `perf`
+//! profile of our gateway (and its nft child) during each 16-connection run into DIR. Without
+//! cargo's `--bench` argument (e.g. `cargo test --all-targets`) it does nothing. Other load
+//! on the machine (2 shared cores here) moves every figure: the load average is printed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -771,13 +776,18 @@ fn python_throughput(net: &HomeNet) -> io::Result<(Rate, String)> {
 // Processes: memory and CPU
 // ---------------------------------------------------------------------------------------
 
-/// VmRSS of `pid` in KiB.
-fn vm_rss_kib(pid: u32) -> Option<u64> {
+/// A `<name>: <n> kB` field of `/proc/<pid>/status`.
+fn status_kib(pid: u32, name: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// VmRSS of `pid` in KiB.
+fn vm_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS")
 }
 
 /// The fields after `(comm)` of a `/proc/.../stat` line, and comm.
@@ -811,6 +821,9 @@ fn children(pid: u32) -> Vec<(u32, String)> {
 #[derive(Debug, Clone, Copy)]
 struct Rss {
     own_kib: u64,
+    /// Of which anonymous memory (heap, stacks) and file-backed pages (the program's code).
+    anon_kib: u64,
+    file_kib: u64,
     children_kib: u64,
 }
 
@@ -818,6 +831,8 @@ impl Rss {
     fn of(pid: u32) -> Option<Rss> {
         Some(Rss {
             own_kib: vm_rss_kib(pid)?,
+            anon_kib: status_kib(pid, "RssAnon").unwrap_or(0),
+            file_kib: status_kib(pid, "RssFile").unwrap_or(0),
             children_kib: children(pid)
                 .iter()
                 .filter_map(|(p, _)| vm_rss_kib(*p))
@@ -875,7 +890,7 @@ impl Cpu {
         if let Some((_, f)) = stat_fields(&format!("/proc/{pid}/stat")) {
             // cutime and cstime (16, 17): children that have exited and been reaped.
             *groups
-                .entry("exited children (conntrack)".to_string())
+                .entry("exited children (conntrack, replaced nft)".to_string())
                 .or_insert(0) += ticks(&f, 13) + ticks(&f, 14);
         }
         for (child, comm) in children(pid) {
@@ -1565,6 +1580,27 @@ fn report(ours: &[(Figures, String)], mini: &Figures, total: Duration) -> String
         );
     }
     let _ = writeln!(out);
+    for f in all() {
+        let split = |r: Option<Rss>| {
+            r.map_or_else(
+                || "–".to_string(),
+                |r| {
+                    format!(
+                        "anon {:.1} MB + file {:.1} MB",
+                        r.anon_kib as f64 / 1024.0,
+                        r.file_kib as f64 / 1024.0
+                    )
+                },
+            )
+        };
+        let _ = writeln!(
+            out,
+            "- VmRSS of {}: idle {}; at {RSS_SIZE} mappings {}",
+            f.label,
+            split(f.rss_idle),
+            split(f.rss_at)
+        );
+    }
     for f in &o {
         if let Some(c) = &f.cpu {
             let _ = writeln!(
