@@ -50,7 +50,7 @@ async fn demo(state: &std::path::Path) -> Result<(), String> {
         Err(_) => return Err("gateway did not stop in time".into()),
     }
     outcome?;
-    say("== done: the gateway said ssdp:byebye and kept its state");
+    say("== done: the gateway said ssdp:byebye and stopped");
     Ok(())
 }
 
