@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 
 pub mod kamailio;
 pub mod miniupnpd;
+pub mod plugline;
 pub mod stun;
 
 /// The phone's address on the LAN (namespace `pl-phone-<id>`, interface [`HOST_IF`]).

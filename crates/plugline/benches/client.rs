@@ -15,12 +15,14 @@
 //!
 //! Without cargo's `--bench` argument (e.g. `cargo test --all-targets`) it does nothing.
 
+mod common;
+
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{ExitCode, Output};
-use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
+
+use common::{args, env_count, plugline_bin, Stats};
 
 use plugline_testing::miniupnpd::{Miniupnpd, Options};
 use plugline_testing::{require_homenet, require_programs, HomeNet, Netns, GW_WAN_IP, PHONE_IP};
@@ -44,115 +46,17 @@ const TARGET_RATIO: f64 = 30.0;
 const SSDP_FLOOR_MS: f64 = 50.4;
 
 fn main() -> ExitCode {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("{NAME}: not run without --bench (use `cargo bench -p plugline --bench client`)");
-        return ExitCode::SUCCESS;
-    }
-    match peers_ready() {
-        Ok(true) => {}
-        Ok(false) => return ExitCode::SUCCESS,
-        Err(reason) => {
-            // The harness's message already starts with "client bench: ".
-            eprintln!("{reason}");
-            return ExitCode::FAILURE;
-        }
-    }
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{NAME}: FAILED: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::bench_main(
+        NAME,
+        "client",
+        || require_homenet(NAME) && require_programs(NAME, &["miniupnpd", "upnpc"]),
+        run,
+    )
 }
 
-/// The harness's skip rule without a panic message and backtrace: `Ok(false)` after printing
-/// `SKIP client bench: <reason>`, `Err(reason)` under `PLUGLINE_REQUIRE_PEERS=1`.
-fn peers_ready() -> Result<bool, String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(|| {
-        require_homenet(NAME) && require_programs(NAME, &["miniupnpd", "upnpc"])
-    });
-    std::panic::set_hook(hook);
-    result.map_err(|payload| {
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "cannot run (PLUGLINE_REQUIRE_PEERS=1 forbids skipping)".into())
-    })
-}
-
-/// The plugline executable: `PLUGLINE_BIN`, else the one cargo built for this bench.
-fn plugline_bin() -> io::Result<(PathBuf, &'static str)> {
-    let (path, how) = match std::env::var_os("PLUGLINE_BIN") {
-        Some(p) => (PathBuf::from(p), "from PLUGLINE_BIN"),
-        None => (
-            PathBuf::from(env!("CARGO_BIN_EXE_plugline")),
-            "built by cargo for this bench",
-        ),
-    };
-    let path = std::fs::canonicalize(&path)
-        .map_err(|e| io::Error::new(e.kind(), format!("plugline at {}: {e}", path.display())))?;
-    if plugline_testing::find_program(&path.to_string_lossy()).is_none() {
-        return Err(io::Error::other(format!(
-            "{} is not an executable file",
-            path.display()
-        )));
-    }
-    Ok((path, how))
-}
-
-fn env_count(name: &str) -> io::Result<Option<usize>> {
-    match std::env::var(name) {
-        Err(_) => Ok(None),
-        Ok(v) => v
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .map(Some)
-            .ok_or_else(|| io::Error::other(format!("{name}={v:?}: expected a positive integer"))),
-    }
-}
-
-/// One timed invocation: wall-clock from just before spawn to just after the child was reaped
-/// (its stdout and stderr are captured through pipes), bounded by [`COMMAND_TIMEOUT`].
+/// One timed invocation, bounded by [`COMMAND_TIMEOUT`].
 fn timed(ns: &Netns, program: &Path, args: &[String]) -> io::Result<(Duration, Output)> {
-    let mut cmd = ns.command(program);
-    cmd.args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let what = format!("{} {}", program.display(), args.join(" "));
-    let (tx, rx) = mpsc::channel();
-    let start = Instant::now();
-    let child = cmd
-        .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot run `{what}`: {e}")))?;
-    let pid = child.id();
-    let waiter = thread::spawn(move || {
-        let out = child.wait_with_output();
-        let end = Instant::now();
-        let _ = tx.send((end, out));
-    });
-    match rx.recv_timeout(COMMAND_TIMEOUT) {
-        Ok((end, out)) => {
-            let _ = waiter.join();
-            Ok((end - start, out?))
-        }
-        Err(_) => {
-            // Still unreaped (the waiter has not returned), so the pid is still our child's.
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            let _ = rx.recv_timeout(Duration::from_secs(5));
-            Err(io::Error::other(format!(
-                "`{what}` did not finish within {COMMAND_TIMEOUT:?}"
-            )))
-        }
-    }
+    common::timed(ns, program, args, COMMAND_TIMEOUT)
 }
 
 /// Runs one invocation, checks it (exit status 0 and `check` on stdout) and returns its time.
@@ -162,18 +66,7 @@ fn measure(
     args: &[String],
     check: &dyn Fn(&str) -> bool,
 ) -> io::Result<Duration> {
-    let (elapsed, out) = timed(ns, program, args)?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || !check(&stdout) {
-        return Err(io::Error::other(format!(
-            "unexpected result of `{} {}` ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
-            program.display(),
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(elapsed)
+    common::checked(ns, program, args, COMMAND_TIMEOUT, check).map(|(elapsed, _)| elapsed)
 }
 
 /// Whether `needle` (an address or a port) occurs in `text` not as part of a longer number:
@@ -188,45 +81,9 @@ fn contains_word(text: &str, needle: &str) -> bool {
     })
 }
 
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
-/// min, median, max in milliseconds.
-#[derive(Debug, Clone, Copy)]
-struct Stats {
-    min: f64,
-    median: f64,
-    max: f64,
-    n: usize,
-}
-
-impl Stats {
-    fn of(samples: &[Duration]) -> Stats {
-        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-        ms.sort_by(f64::total_cmp);
-        let n = ms.len();
-        let median = if n == 0 {
-            f64::NAN
-        } else if n % 2 == 1 {
-            ms[n / 2]
-        } else {
-            (ms[n / 2 - 1] + ms[n / 2]) / 2.0
-        };
-        Stats {
-            min: ms.first().copied().unwrap_or(f64::NAN),
-            median,
-            max: ms.last().copied().unwrap_or(f64::NAN),
-            n,
-        }
-    }
-
-    fn cell(&self) -> String {
-        format!(
-            "{:.1} / {:.1} / {:.1} (n={})",
-            self.min, self.median, self.max, self.n
-        )
-    }
+/// `min / median / max (n=…)` in milliseconds.
+fn cell(stats: &Stats) -> String {
+    format!("{} (n={})", stats.min_median_max(), stats.n)
 }
 
 struct Row {
@@ -407,14 +264,14 @@ fn run() -> io::Result<()> {
         println!(
             "| {} | {} | {} | {:.1}× |",
             row.operation,
-            row.plugline.cell(),
-            row.upnpc.cell(),
+            cell(&row.plugline),
+            cell(&row.upnpc),
             row.ratio()
         );
     }
     println!(
         "| (reference: `ip netns exec … true`) | {} | | |",
-        floor.cell()
+        cell(&floor)
     );
     println!();
     let discovery = &rows[0];

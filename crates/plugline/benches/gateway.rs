@@ -33,6 +33,8 @@
 //! cargo's `--bench` argument (e.g. `cargo test --all-targets`) it does nothing. Other load
 //! on the machine (2 shared cores here) moves every figure: the load average is printed.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -45,8 +47,10 @@ use std::sync::{mpsc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{ms, Stats};
 use igd_proto::actions::{Action, PortMapping, Protocol};
 use plugline_testing::miniupnpd::{Miniupnpd, Options};
+use plugline_testing::plugline::OurGateway;
 use plugline_testing::{
     require_homenet, require_programs, ChildGuard, HomeNet, GW_LAN_IP, PHONE_IP, SSDP_ADDR,
 };
@@ -116,46 +120,17 @@ const MINIUPNPD_RSS_5000_PEERS_KIB: u64 = 5_222;
 const TARGET_SSDP_MS: f64 = 5.0;
 
 fn main() -> ExitCode {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("{NAME}: not run without --bench (use `cargo bench -p plugline --bench gateway`)");
-        return ExitCode::SUCCESS;
-    }
-    match peers_ready() {
-        Ok(true) => {}
-        Ok(false) => return ExitCode::SUCCESS,
-        Err(reason) => {
-            eprintln!("{reason}");
-            return ExitCode::FAILURE;
-        }
-    }
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{NAME}: FAILED: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The harness's skip rule without a panic message: `Ok(false)` after printing
-/// `SKIP gateway bench: <reason>`, `Err(reason)` under `PLUGLINE_REQUIRE_PEERS=1`.
-fn peers_ready() -> Result<bool, String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(|| {
-        require_homenet(NAME)
-            && require_programs(NAME, &["miniupnpd", "conntrack", PYTHON])
-            && (python_has_miniupnpc()
-                || plugline_testing::skip(NAME, "python3-miniupnpc is not importable"))
-    });
-    std::panic::set_hook(hook);
-    result.map_err(|payload| {
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "cannot run (PLUGLINE_REQUIRE_PEERS=1 forbids skipping)".into())
-    })
+    common::bench_main(
+        NAME,
+        "gateway",
+        || {
+            require_homenet(NAME)
+                && require_programs(NAME, &["miniupnpd", "conntrack", PYTHON])
+                && (python_has_miniupnpc()
+                    || plugline_testing::skip(NAME, "python3-miniupnpc is not importable"))
+        },
+        run,
+    )
 }
 
 fn python_has_miniupnpc() -> bool {
@@ -170,50 +145,6 @@ fn python_has_miniupnpc() -> bool {
 // ---------------------------------------------------------------------------------------
 // Statistics
 // ---------------------------------------------------------------------------------------
-
-/// Median and p99 (nearest rank) in milliseconds.
-#[derive(Debug, Clone, Copy)]
-struct Stats {
-    median: f64,
-    p99: f64,
-    n: usize,
-}
-
-impl Stats {
-    fn of(samples: &[Duration]) -> Stats {
-        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-        ms.sort_by(f64::total_cmp);
-        let n = ms.len();
-        let median = match n {
-            0 => f64::NAN,
-            _ if n % 2 == 1 => ms[n / 2],
-            _ => (ms[n / 2 - 1] + ms[n / 2]) / 2.0,
-        };
-        let rank = ((n as f64) * 0.99).ceil() as usize;
-        Stats {
-            median,
-            p99: ms.get(rank.saturating_sub(1)).copied().unwrap_or(f64::NAN),
-            n,
-        }
-    }
-
-    fn cell(&self) -> String {
-        format!("{} / {}", ms(self.median), ms(self.p99))
-    }
-}
-
-/// Milliseconds with a precision that suits the magnitude.
-fn ms(v: f64) -> String {
-    if v.is_nan() {
-        "–".into()
-    } else if v < 1.0 {
-        format!("{v:.3}")
-    } else if v < 100.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.0}")
-    }
-}
 
 fn ratio(v: f64) -> String {
     if v.is_finite() {
@@ -1041,76 +972,27 @@ impl Durability {
     }
 }
 
-/// `plugline gateway` in the gw namespace; stopped and its directory removed on drop.
-struct OurGateway {
-    guard: Option<ChildGuard>,
-    dir: PathBuf,
-}
-
-impl OurGateway {
-    fn start(net: &HomeNet, durability: Durability) -> io::Result<OurGateway> {
-        let dir = durability
-            .base()
-            .join(format!("pl-{}-gwbench-{}", net.id, durability.short()));
-        let state = dir.join("state");
-        std::fs::create_dir_all(&state)?;
-        let mut me = OurGateway { guard: None, dir };
-        let log = File::create(me.dir.join("gateway.log"))?;
-        let mut cmd = net.gw.command(PLUGLINE);
-        cmd.args([
-            "gateway",
-            "--lan-interface",
-            "lan0",
-            "--wan-interface",
-            "wan0",
-            "--backend",
-            "nftables",
-            "--http-port",
-            &HTTP_PORT.to_string(),
-            "--max-mappings-per-host",
-            "30000",
-            "--state-dir",
-        ])
-        .arg(&state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-        me.guard = Some(net.gw.spawn(cmd)?);
-        net.phone
-            .wait_tcp(
-                SocketAddr::from((GW_LAN_IP, HTTP_PORT)),
-                Duration::from_secs(10),
-            )
-            .map_err(|e| io::Error::other(format!("{e}\n--- log ---\n{}", me.log())))?;
-        // `ip netns exec` execs the program, so the guarded pid is the gateway's.
-        let name = plugline_testing::process_name(me.pid());
-        if name.as_deref() != Some("plugline") {
-            return Err(io::Error::other(format!(
-                "pid {} is {name:?}, not plugline",
-                me.pid()
-            )));
-        }
-        Ok(me)
+/// `plugline gateway` in the gw namespace with its state directory in `durability`'s base;
+/// stopped and its directory removed on drop.
+fn start_ours(net: &HomeNet, durability: Durability) -> io::Result<OurGateway> {
+    let dir = durability
+        .base()
+        .join(format!("pl-{}-gwbench-{}", net.id, durability.short()));
+    let gw = OurGateway::start(
+        net,
+        Path::new(PLUGLINE),
+        dir,
+        &["--max-mappings-per-host", "30000"],
+    )?;
+    // `ip netns exec` execs the program, so the guarded pid is the gateway's.
+    let name = plugline_testing::process_name(gw.pid());
+    if name.as_deref() != Some("plugline") {
+        return Err(io::Error::other(format!(
+            "pid {} is {name:?}, not plugline",
+            gw.pid()
+        )));
     }
-
-    fn pid(&self) -> u32 {
-        self.guard.as_ref().map_or(0, ChildGuard::id)
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.dir.join("state")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("gateway.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for OurGateway {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    Ok(gw)
 }
 
 /// Removes bench directories of dead runs (`pl-<pid>x<n>-gwbench-*` in /var/tmp and /dev/shm).
@@ -1190,7 +1072,7 @@ fn measure(net: &HomeNet, label: &str, pid: u32, cpu: bool, prior: f64) -> io::R
     let (ssdp, ssdp_lost) = msearch(net)?;
     println!(
         "{NAME}: [{label}] M-SEARCH first answer median / p99 {} ms (n={}, lost {ssdp_lost})",
-        ssdp.cell(),
+        ssdp.median_p99(),
         ssdp.n
     );
 
@@ -1267,8 +1149,8 @@ fn measure(net: &HomeNet, label: &str, pid: u32, cpu: bool, prior: f64) -> io::R
         println!(
             "{NAME}: [{label}] {n} mappings (filled in {:.1} s): add {} ms, delete {} ms (median / p99, n={}); conntrack entries in gw {}",
             took.as_secs_f64(),
-            add.cell(),
-            delete.cell(),
+            add.median_p99(),
+            delete.median_p99(),
             add.n,
             conntrack_count(net).map_or_else(|| "?".into(), |c| c.to_string())
         );
@@ -1311,9 +1193,9 @@ fn measure(net: &HomeNet, label: &str, pid: u32, cpu: bool, prior: f64) -> io::R
 
 fn run_ours(durability: Durability) -> io::Result<(Figures, String)> {
     let net = HomeNet::new()?;
-    let gw = OurGateway::start(&net, durability)?;
-    let fs = file_system(&gw.state_dir());
-    let sync = fdatasync_ms(&gw.state_dir())?;
+    let gw = start_ours(&net, durability)?;
+    let fs = file_system(gw.state_dir());
+    let sync = fdatasync_ms(gw.state_dir())?;
     let where_ = format!(
         "{} ({fs}; append + fdatasync {} ms)",
         gw.state_dir().display(),
@@ -1433,9 +1315,9 @@ fn report(ours: &[(Figures, String)], mini: &Figures, total: Duration) -> String
                 match f.sizes.iter().find(|(s, _)| *s == n).map(|(_, r)| r) {
                     Some(SizeResult::Measured { add, delete }) => {
                         if i == 0 {
-                            add.cell()
+                            add.median_p99()
                         } else {
-                            delete.cell()
+                            delete.median_p99()
                         }
                     }
                     Some(SizeResult::NotMeasured(t)) => t.clone(),
@@ -1466,7 +1348,7 @@ fn report(ours: &[(Figures, String)], mini: &Figures, total: Duration) -> String
                 } else {
                     String::new()
                 };
-                format!("{}{lost}", f.ssdp.cell())
+                format!("{}{lost}", f.ssdp.median_p99())
             })
             .collect(),
         o.iter()

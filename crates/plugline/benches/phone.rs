@@ -42,17 +42,20 @@
 //!
 //! Without cargo's `--bench` argument (e.g. `cargo test --all-targets`) it does nothing.
 
-use std::fs::File;
+mod common;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, ExitStatus, Output, Stdio};
+use std::process::{ExitCode, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{args, env_count, plugline_bin, program, Stats};
 use plugline_testing::kamailio::{self, Kamailio};
+use plugline_testing::plugline::OurGateway;
 use plugline_testing::{
     require_homenet, require_programs, ChildGuard, HomeNet, Netns, GW_LAN_IP, GW_WAN_IP, PHONE_IP,
     WAN_IP,
@@ -93,122 +96,20 @@ const TARGET_PHONE_MS: f64 = 100.0;
 const TARGET_RATIO: f64 = 20.0;
 
 fn main() -> ExitCode {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("{NAME}: not run without --bench (use `cargo bench -p plugline --bench phone`)");
-        return ExitCode::SUCCESS;
-    }
-    match peers_ready() {
-        Ok(true) => {}
-        Ok(false) => return ExitCode::SUCCESS,
-        Err(reason) => {
-            eprintln!("{reason}");
-            return ExitCode::FAILURE;
-        }
-    }
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{NAME}: FAILED: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::bench_main(
+        NAME,
+        "phone",
+        || {
+            require_homenet(NAME)
+                && require_programs(NAME, &["kamailio", "kamcmd", "sipp", "upnpc"])
+        },
+        run,
+    )
 }
 
-/// The harness's skip rule without a panic message and backtrace: `Ok(false)` after printing
-/// `SKIP phone bench: <reason>`, `Err(reason)` under `PLUGLINE_REQUIRE_PEERS=1`.
-fn peers_ready() -> Result<bool, String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(|| {
-        require_homenet(NAME) && require_programs(NAME, &["kamailio", "kamcmd", "sipp", "upnpc"])
-    });
-    std::panic::set_hook(hook);
-    result.map_err(|payload| {
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "cannot run (PLUGLINE_REQUIRE_PEERS=1 forbids skipping)".into())
-    })
-}
-
-/// The plugline executable: `PLUGLINE_BIN`, else the one cargo built for this bench.
-fn plugline_bin() -> io::Result<(PathBuf, &'static str)> {
-    let (path, how) = match std::env::var_os("PLUGLINE_BIN") {
-        Some(p) => (PathBuf::from(p), "from PLUGLINE_BIN"),
-        None => (
-            PathBuf::from(env!("CARGO_BIN_EXE_plugline")),
-            "built by cargo for this bench",
-        ),
-    };
-    let path = std::fs::canonicalize(&path)
-        .map_err(|e| io::Error::new(e.kind(), format!("plugline at {}: {e}", path.display())))?;
-    if plugline_testing::find_program(&path.to_string_lossy()).is_none() {
-        return Err(io::Error::other(format!(
-            "{} is not an executable file",
-            path.display()
-        )));
-    }
-    Ok((path, how))
-}
-
-fn env_count(name: &str) -> io::Result<Option<usize>> {
-    match std::env::var(name) {
-        Err(_) => Ok(None),
-        Ok(v) => v
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .map(Some)
-            .ok_or_else(|| io::Error::other(format!("{name}={v:?}: expected a positive integer"))),
-    }
-}
-
-fn program(name: &str) -> io::Result<PathBuf> {
-    plugline_testing::find_program(name)
-        .ok_or_else(|| io::Error::other(format!("{name} not found")))
-}
-
-fn describe(program: &Path, args: &[String]) -> String {
-    format!("{} {}", program.display(), args.join(" "))
-}
-
-/// One invocation from `ns`: wall-clock from just before spawn to just after the child was
-/// reaped (stdout and stderr captured), bounded by [`COMMAND_TIMEOUT`].
+/// One invocation from `ns`, bounded by [`COMMAND_TIMEOUT`].
 fn timed(ns: &Netns, program: &Path, args: &[String]) -> io::Result<(Duration, Output)> {
-    let mut cmd = ns.command(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let what = describe(program, args);
-    let (tx, rx) = mpsc::channel();
-    let start = Instant::now();
-    let child = cmd
-        .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot run `{what}`: {e}")))?;
-    let pid = child.id();
-    let waiter = thread::spawn(move || {
-        let out = child.wait_with_output();
-        let _ = tx.send((Instant::now(), out));
-    });
-    match rx.recv_timeout(COMMAND_TIMEOUT) {
-        Ok((end, out)) => {
-            let _ = waiter.join();
-            Ok((end - start, out?))
-        }
-        Err(_) => {
-            // Still unreaped (the waiter has not returned), so the pid is still our child's.
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            let _ = rx.recv_timeout(Duration::from_secs(5));
-            Err(io::Error::other(format!(
-                "`{what}` did not finish within {COMMAND_TIMEOUT:?}"
-            )))
-        }
-    }
+    common::timed(ns, program, args, COMMAND_TIMEOUT)
 }
 
 /// [`timed`], then checks exit status 0 and `check` on stdout.
@@ -218,58 +119,7 @@ fn checked(
     args: &[String],
     check: &dyn Fn(&str) -> bool,
 ) -> io::Result<(Duration, String)> {
-    let (elapsed, out) = timed(ns, program, args)?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() || !check(&stdout) {
-        return Err(io::Error::other(format!(
-            "unexpected result of `{}` ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
-            describe(program, args),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok((elapsed, stdout))
-}
-
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
-/// min, median, max in milliseconds.
-#[derive(Debug, Clone, Copy)]
-struct Stats {
-    min: f64,
-    median: f64,
-    max: f64,
-    n: usize,
-}
-
-impl Stats {
-    fn of_ms(mut ms: Vec<f64>) -> Stats {
-        ms.sort_by(f64::total_cmp);
-        let n = ms.len();
-        let median = if n == 0 {
-            f64::NAN
-        } else if n % 2 == 1 {
-            ms[n / 2]
-        } else {
-            (ms[n / 2 - 1] + ms[n / 2]) / 2.0
-        };
-        Stats {
-            min: ms.first().copied().unwrap_or(f64::NAN),
-            median,
-            max: ms.last().copied().unwrap_or(f64::NAN),
-            n,
-        }
-    }
-
-    fn of(samples: &[Duration]) -> Stats {
-        Stats::of_ms(samples.iter().map(|d| d.as_secs_f64() * 1e3).collect())
-    }
-
-    fn cell(&self) -> String {
-        format!("{:.1} / {:.1} / {:.1}", self.min, self.median, self.max)
-    }
+    common::checked(ns, program, args, COMMAND_TIMEOUT, check)
 }
 
 /// A temporary directory removed on drop.
@@ -290,44 +140,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Our gateway in gw.
-
-fn start_gateway(net: &HomeNet, plugline: &Path, state: &Path) -> io::Result<ChildGuard> {
-    let log = File::create(state.join("gateway.log"))?;
-    let mut cmd = net.gw.command(plugline);
-    cmd.args([
-        "gateway",
-        "--lan-interface",
-        "lan0",
-        "--wan-interface",
-        "wan0",
-        "--backend",
-        "nftables",
-        "--http-port",
-        &GATEWAY_HTTP_PORT.to_string(),
-        "--state-dir",
-    ])
-    .arg(state.join("gw"))
-    .env_remove("RUST_LOG")
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(log);
-    let guard = net.gw.spawn(cmd)?;
-    net.phone
-        .wait_tcp(
-            SocketAddr::from((GW_LAN_IP, GATEWAY_HTTP_PORT)),
-            Duration::from_secs(10),
-        )
-        .map_err(|e| {
-            io::Error::other(format!(
-                "gateway not listening: {e}\n{}",
-                read_lossy(&state.join("gateway.log"))
-            ))
-        })?;
-    Ok(guard)
 }
 
 fn read_lossy(path: &Path) -> String {
@@ -890,8 +702,7 @@ fn run() -> io::Result<()> {
         dir.0.join("phone.toml"),
         format!("instance = \"{PHONE_INSTANCE}\"\n"),
     )?;
-    std::fs::create_dir_all(dir.0.join("gw"))?;
-    let gateway = start_gateway(&net, &plugline, &dir.0)?;
+    let mut gateway = OurGateway::start(&net, &plugline, dir.0.join("gw"), &[])?;
     let kam = Kamailio::start(&net, kamailio::Options::default())?;
     let env = Env {
         net: &net,
@@ -959,13 +770,8 @@ fn run() -> io::Result<()> {
         return Err(io::Error::other(format!("contacts left:\n{dump}")));
     }
     drop(kam);
-    let gateway_status = gateway.stop()?;
-    if !plugline_testing::stopped_cleanly(gateway_status) {
-        return Err(io::Error::other(format!(
-            "gateway exit {gateway_status}\n{}",
-            read_lossy(&dir.0.join("gateway.log"))
-        )));
-    }
+    gateway.stop()?;
+    drop(gateway);
     let captured_dir = dir.0.clone();
     drop(dir);
     drop(net);
@@ -987,31 +793,31 @@ fn run() -> io::Result<()> {
     ));
     table.push_str(&format!(
         "| `plugline phone` (spawn → its `SIP: registered` line) | {} |\n",
-        phone.cell()
+        phone.min_median_max()
     ));
     table.push_str(&format!(
         "| `plugline phone`, its own count (in-process start → 200) | {} |\n",
-        own.cell()
+        own.min_median_max()
     ));
     table.push_str(&format!(
         "| reference: `upnpc -i -s`, 5 × `upnpc -a`, `sipp` REGISTER + digest | {} |\n",
-        reference.cell()
+        reference.min_median_max()
     ));
     table.push_str(&format!(
         "| … `upnpc -i -s` (discovery + external address) | {} |\n",
-        Stats::of(&discovery).cell()
+        Stats::of(&discovery).min_median_max()
     ));
     table.push_str(&format!(
         "| … 5 × `upnpc -u URL -a` (SIP + 4 RTP) | {} |\n",
-        Stats::of(&mapping).cell()
+        Stats::of(&mapping).min_median_max()
     ));
     table.push_str(&format!(
         "| … `sipp` REGISTER → 401 → REGISTER with auth → 200 | {} |\n",
-        Stats::of(&sipp_step).cell()
+        Stats::of(&sipp_step).min_median_max()
     ));
     table.push_str(&format!(
         "| (`ip netns exec … true`, for scale) | {} |\n",
-        floor.cell()
+        floor.min_median_max()
     ));
     let targets = format!(
         "- phone median ≤ {TARGET_PHONE_MS:.0} ms: **{}** ({:.1} ms; max {:.1} ms)\n\

@@ -10,14 +10,14 @@ use std::fs::File;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
+use plugline_testing::plugline::{arrives, flow_stops, run, text, udp_pair, OurGateway};
 use plugline_testing::{
-    find_program, require_homenet, require_programs, ChildGuard, HomeNet, Netns, GW_LAN_IP,
-    GW_WAN_IP, PHONE_IP, WAN_IP,
+    find_program, require_homenet, require_programs, ChildGuard, HomeNet, Netns,
 };
 use serde_json::{json, Value};
 
@@ -35,45 +35,22 @@ const LOAD_WAIT: Duration = Duration::from_secs(20);
 /// Bound on one whole browser session, so a hung chromedriver fails the test instead of hanging it.
 const SESSION_LIMIT: Duration = Duration::from_secs(120);
 
-/// The gateway in the gw namespace, its state directory and log.
-struct Gw {
-    guard: Option<ChildGuard>,
-    state: PathBuf,
-}
-
-impl Gw {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.state.join("gateway.log")).unwrap_or_default()
-    }
-
-    /// The password generated at first start, read from the log (bounded wait: the gateway
-    /// listens before or after printing it).
-    fn admin_password(&self) -> String {
-        let start = Instant::now();
-        loop {
-            let log = self.log();
-            if let Some(rest) = log.split(PASSWORD_MARKER).nth(1) {
-                let pw = rest.split_whitespace().next().unwrap_or("");
-                assert!(!pw.is_empty(), "empty admin password in the log:\n{log}");
-                return pw.to_string();
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "no `{PASSWORD_MARKER}` line in the gateway log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+/// The password generated at first start, read from the gateway's log (bounded wait: the
+/// gateway listens before or after printing it).
+fn admin_password(gw: &OurGateway) -> String {
+    let start = Instant::now();
+    loop {
+        let log = gw.log();
+        if let Some(rest) = log.split(PASSWORD_MARKER).nth(1) {
+            let pw = rest.split_whitespace().next().unwrap_or("");
+            assert!(!pw.is_empty(), "empty admin password in the log:\n{log}");
+            return pw.to_string();
         }
-    }
-}
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.state);
-        } else {
-            eprintln!("gateway log ({}):\n{}", self.state.display(), self.log());
-        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no `{PASSWORD_MARKER}` line in the gateway log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -83,7 +60,7 @@ impl Drop for Gw {
 struct Lab {
     _driver: ChildGuard,
     driver_port: u16,
-    gw: Gw,
+    gw: OurGateway,
     net: HomeNet,
 }
 
@@ -93,19 +70,16 @@ impl Lab {
             return None;
         }
         let net = HomeNet::new().expect("home network");
-        let state = std::env::temp_dir().join(format!("pl-{}-gateway", net.id));
-        std::fs::create_dir_all(&state).unwrap();
-        let gw = Gw {
-            guard: Some(spawn_gateway(&net, &state)),
-            state,
-        };
+        let state = OurGateway::state_dir_for(&net).unwrap();
+        let gw = OurGateway::start(&net, Path::new(PLUGLINE), state, &["-v"])
+            .expect("starting plugline gateway");
         let driver_port = free_port(&net.phone);
         let chromedriver = find_program("chromedriver").expect("checked above");
         let mut cmd = net.phone.command(chromedriver);
         cmd.arg(format!("--port={driver_port}"))
             .stdout(Stdio::null())
             .stderr(
-                File::create(gw.state.join("chromedriver.log"))
+                File::create(gw.state_dir().join("chromedriver.log"))
                     .map(Stdio::from)
                     .unwrap_or_else(|_| Stdio::null()),
             );
@@ -134,7 +108,7 @@ impl Lab {
     async fn session(&self, phone: bool) -> Client {
         let profile = self
             .gw
-            .state
+            .state_dir()
             .join(format!("profile-{}", if phone { "phone" } else { "desk" }));
         let _ = std::fs::remove_dir_all(&profile);
         std::fs::create_dir_all(&profile).unwrap();
@@ -182,52 +156,8 @@ impl Lab {
 
     /// A UDP listener on the phone at `phone_port` and a sender on the wan host.
     fn udp_pair(&self, phone_port: u16) -> (UdpSocket, UdpSocket) {
-        let phone = self
-            .net
-            .phone
-            .enter(|| UdpSocket::bind((PHONE_IP, phone_port)))
-            .unwrap();
-        phone
-            .set_read_timeout(Some(Duration::from_millis(1500)))
-            .unwrap();
-        let wan = self.net.wan.enter(|| UdpSocket::bind((WAN_IP, 0))).unwrap();
-        (phone, wan)
+        udp_pair(&self.net, phone_port).unwrap()
     }
-}
-
-fn spawn_gateway(net: &HomeNet, state: &Path) -> ChildGuard {
-    let log = File::options()
-        .create(true)
-        .append(true)
-        .open(state.join("gateway.log"))
-        .unwrap();
-    let mut cmd = net.gw.command(PLUGLINE);
-    cmd.args([
-        "-v",
-        "gateway",
-        "--lan-interface",
-        "lan0",
-        "--wan-interface",
-        "wan0",
-        "--backend",
-        "nftables",
-        "--http-port",
-        "5000",
-        "--state-dir",
-    ])
-    .arg(state)
-    .stdout(Stdio::null())
-    .stderr(log);
-    let guard = net.gw.spawn(cmd).expect("spawning plugline gateway");
-    net.phone
-        .wait_tcp(SocketAddr::from((GW_LAN_IP, 5000)), Duration::from_secs(10))
-        .unwrap_or_else(|e| {
-            panic!(
-                "gateway not listening: {e}\n{}",
-                std::fs::read_to_string(state.join("gateway.log")).unwrap_or_default()
-            )
-        });
-    guard
 }
 
 /// A TCP port free on the loopback of `ns` (the namespace is new, so nothing else races for it).
@@ -237,47 +167,6 @@ fn free_port(ns: &Netns) -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn run(ns: &Netns, program: &str, args: &[&str]) -> Output {
-    ns.command(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn arrives(phone: &UdpSocket, wan: &UdpSocket, port: u16, payload: &[u8]) -> bool {
-    wan.send_to(payload, (GW_WAN_IP, port)).unwrap();
-    let mut buf = [0u8; 256];
-    match phone.recv_from(&mut buf) {
-        Ok((n, _)) => &buf[..n] == payload,
-        Err(_) => false,
-    }
-}
-
-/// Whether the flow of `wan` to `port` stops reaching `phone` within `within`: the gateway
-/// deletes the forward at once and ends the existing flow's conntrack entry in the background
-/// within milliseconds. Probes until one is not delivered, then checks it stays stopped.
-fn flow_stops(phone: &UdpSocket, wan: &UdpSocket, port: u16, within: Duration) -> bool {
-    let start = std::time::Instant::now();
-    let restore = phone.read_timeout().ok().flatten();
-    phone
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let mut stopped = false;
-    while !stopped && start.elapsed() < within {
-        stopped = !arrives(phone, wan, port, b"after delete");
-    }
-    phone.set_read_timeout(restore).unwrap();
-    stopped && !arrives(phone, wan, port, b"still after delete")
 }
 
 /// Runs `fut` to completion on a current-thread runtime created on the calling thread.
@@ -501,7 +390,7 @@ fn wrong_password_is_refused_then_login_shows_status_and_settings() {
     else {
         return;
     };
-    let password = lab.gw.admin_password();
+    let password = admin_password(&lab.gw);
     lab.browse(|| {
         block_on(async {
             let c = lab.session(false).await;
@@ -576,7 +465,7 @@ fn upnpc_mapping_appears_live_and_delete_in_the_page_stops_forwarding() {
     else {
         return;
     };
-    let password = lab.gw.admin_password();
+    let password = admin_password(&lab.gw);
     let (phone, wan) = lab.udp_pair(5060);
     lab.browse(|| {
         block_on(async {
@@ -699,7 +588,7 @@ fn static_forward_from_the_form_forwards_and_changes_need_the_csrf_token() {
     else {
         return;
     };
-    let password = lab.gw.admin_password();
+    let password = admin_password(&lab.gw);
     let (phone, wan) = lab.udp_pair(5100);
     lab.browse(|| {
         block_on(async {

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use plugline_testing::kamailio::{self, Kamailio};
 use plugline_testing::miniupnpd::{self, Miniupnpd};
+use plugline_testing::plugline::OurGateway;
 use plugline_testing::{
-    require_homenet, require_programs, ChildGuard, HomeNet, GW_LAN_IP, GW_WAN_IP, PHONE_IP,
+    require_homenet, require_programs, ChildGuard, HomeNet, GW_WAN_IP, PHONE_IP,
 };
 use serde_json::Value;
 
@@ -45,80 +46,9 @@ fn wait_until<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Opti
 // ---------------------------------------------------------------------------------------------
 // Our gateway in gw.
 
-struct Gw {
-    guard: Option<ChildGuard>,
-    state: PathBuf,
-}
-
-impl Gw {
-    fn start(net: &HomeNet) -> Gw {
-        let state = std::env::temp_dir().join(format!("pl-{}-gateway", net.id));
-        std::fs::create_dir_all(&state).unwrap();
-        let guard = spawn_gateway(net, &state);
-        Gw {
-            guard: Some(guard),
-            state,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.state.join("gateway.log")).unwrap_or_default()
-    }
-
-    fn stop(&mut self) {
-        if let Some(g) = self.guard.take() {
-            let status = g.stop().expect("stopping the gateway");
-            assert!(
-                plugline_testing::stopped_cleanly(status),
-                "gateway exit {status:?}\n{}",
-                self.log()
-            );
-        }
-    }
-}
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        if std::thread::panicking() {
-            eprintln!("gateway log ({}):\n{}", self.state.display(), self.log());
-        }
-        let _ = std::fs::remove_dir_all(&self.state);
-    }
-}
-
-fn spawn_gateway(net: &HomeNet, state: &Path) -> ChildGuard {
-    let log = File::options()
-        .create(true)
-        .append(true)
-        .open(state.join("gateway.log"))
-        .unwrap();
-    let mut cmd = net.gw.command(PLUGLINE);
-    cmd.args([
-        "gateway",
-        "--lan-interface",
-        "lan0",
-        "--wan-interface",
-        "wan0",
-        "--backend",
-        "nftables",
-        "--http-port",
-        "5000",
-        "--state-dir",
-    ])
-    .arg(state)
-    .stdout(Stdio::null())
-    .stderr(log);
-    let guard = net.gw.spawn(cmd).expect("spawning plugline gateway");
-    net.phone
-        .wait_tcp(SocketAddr::from((GW_LAN_IP, 5000)), Duration::from_secs(10))
-        .unwrap_or_else(|e| {
-            panic!(
-                "gateway not listening: {e}\n{}",
-                std::fs::read_to_string(state.join("gateway.log")).unwrap_or_default()
-            )
-        });
-    guard
+fn start_gateway(net: &HomeNet) -> OurGateway {
+    let state = OurGateway::state_dir_for(net).unwrap();
+    OurGateway::start(net, Path::new(PLUGLINE), state, &[]).expect("starting plugline gateway")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -363,7 +293,7 @@ fn phone_registers_through_plugline_gateway_and_answers_options() {
         return;
     }
     let net = HomeNet::new().expect("home network");
-    let _gw = Gw::start(&net);
+    let _gw = start_gateway(&net);
     let kam = kamailio_start(&net);
     let phone = Phone::start(&net, "sip:km@example.net", "secret", "");
     check_registered_and_reachable(&net, &kam, &phone, "plugline gateway");
@@ -399,19 +329,19 @@ fn gateway_restart_with_state_wiped_is_remapped_and_reregistered_within_5_s() {
         return;
     }
     let net = HomeNet::new().expect("home network");
-    let mut gw = Gw::start(&net);
+    let mut gw = start_gateway(&net);
     let kam = kamailio_start(&net);
     let phone = Phone::start(&net, "sip:km@example.net", "secret", "");
     let before = registered(&kam, &phone, &net, "before the gateway restart");
     let s = status(&net);
     let registrations = s["registration"]["registrations"].as_u64().unwrap();
 
-    gw.stop();
-    std::fs::remove_dir_all(&gw.state).unwrap();
-    std::fs::create_dir_all(&gw.state).unwrap();
+    gw.stop().expect("stopping the gateway");
+    std::fs::remove_dir_all(gw.state_dir()).unwrap();
+    std::fs::create_dir_all(gw.state_dir()).unwrap();
     assert!(phone_mappings(&net).is_empty(), "state was not wiped");
     let restart = Instant::now();
-    gw.guard = Some(spawn_gateway(&net, &gw.state));
+    gw.restart(&net).expect("restarting plugline gateway");
     let listening = Instant::now();
 
     let again = wait_until(REMAP_WITHIN, || {
@@ -459,7 +389,7 @@ fn phone_restart_leaves_no_stale_mappings_and_shutdown_cleans_up() {
         return;
     }
     let net = HomeNet::new().expect("home network");
-    let _gw = Gw::start(&net);
+    let _gw = start_gateway(&net);
     let kam = kamailio_start(&net);
     let mut phone = Phone::start(&net, "sip:km@example.net", "secret", "");
     registered(&kam, &phone, &net, "first run");
@@ -529,7 +459,7 @@ fn wrong_password_and_unknown_user_give_clear_errors_and_retries() {
         return;
     }
     let net = HomeNet::new().expect("home network");
-    let _gw = Gw::start(&net);
+    let _gw = start_gateway(&net);
     let kam = kamailio_start(&net);
     let retries = "retry_initial_seconds = 1\nretry_max_seconds = 4";
     let mut phone = Phone::start(&net, "sip:km@example.net", "wrong", retries);
