@@ -8,52 +8,21 @@
 //! Requests are written by hand over TCP so that each test can choose its source address in
 //! 127/8 (the login rate limit is per client address) and see every header as sent.
 
-use std::net::{Ipv4Addr, TcpListener as StdTcpListener, UdpSocket as StdUdpSocket};
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::net::{Ipv4Addr, UdpSocket as StdUdpSocket};
+use std::path::Path;
 use std::time::Duration;
 
-use gateway::{BackendKind, GatewayConfig};
+use gateway::GatewayConfig;
 use portmap::{ClientConfig, Gateway, MappingRequest, Protocol};
 use serde_json::{json, Value};
+use support::{free_port, relay_config, start, state_dir, Running, INTERNET, LAN, WAN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-const LAN: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
-const WAN: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 1);
-const INTERNET: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 10);
 const PASSWORD: &str = "correct horse battery staple";
 const WAIT: Duration = Duration::from_secs(5);
-
-struct Running {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<Result<(), gateway::GatewayError>>,
-    port: u16,
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        tokio::time::timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("gateway stops in time")
-            .unwrap()
-            .unwrap();
-    }
-
-    fn url(&self) -> String {
-        format!("http://{LAN}:{}/rootDesc.xml", self.port)
-    }
-}
-
-fn free_port(ip: Ipv4Addr) -> u16 {
-    StdTcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A port free for UDP on the WAN address (what a static forward's relay binds).
 fn free_wan_udp_port() -> u16 {
@@ -62,12 +31,6 @@ fn free_wan_udp_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn state_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pl-admin-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 /// A cheap argon2 hash for tests (the gateway verifies with the parameters in the string).
@@ -84,28 +47,9 @@ fn test_hash() -> String {
 
 fn config(state: &Path, http_port: u16) -> GatewayConfig {
     GatewayConfig {
-        lan_address: Some(LAN),
-        lan_prefix: Some(8),
-        wan_address: Some(WAN),
-        backend: BackendKind::Relay,
-        http_port,
-        state_dir: state.to_path_buf(),
         admin_password_hash: Some(test_hash()),
-        ..Default::default()
+        ..relay_config(state, http_port)
     }
-}
-
-async fn start(config: GatewayConfig) -> Running {
-    let port = config.http_port;
-    let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(gateway::run(config, rx));
-    for _ in 0..300 {
-        if TcpStream::connect((LAN, port)).await.is_ok() {
-            return Running { stop, task, port };
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("gateway did not start");
 }
 
 async fn soap_client(gw: &Running) -> Gateway {
@@ -323,7 +267,7 @@ fn assert_error(answer: &Answer, status: u16, field: Option<&str>, code: Option<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_cookie_csrf_logout_and_rate_limit() {
-    let state = state_dir("login");
+    let state = state_dir("admin", "login");
     let gw = start(config(&state, free_port(LAN))).await;
     let from = Ipv4Addr::new(127, 0, 0, 11);
 
@@ -427,7 +371,7 @@ async fn login_cookie_csrf_logout_and_rate_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soap_and_admin_see_each_others_changes() {
-    let state = state_dir("soap");
+    let state = state_dir("admin", "soap");
     let gw = start(config(&state, free_port(LAN))).await;
     let admin = Admin::new(Ipv4Addr::new(127, 0, 0, 21), gw.port)
         .login()
@@ -568,7 +512,7 @@ async fn soap_and_admin_see_each_others_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_forwards_validate_conflict_and_forward() {
-    let state = state_dir("static");
+    let state = state_dir("admin", "static");
     let gw = start(config(&state, free_port(LAN))).await;
     let admin = Admin::new(Ipv4Addr::new(127, 0, 0, 31), gw.port)
         .login()
@@ -768,7 +712,7 @@ async fn static_forwards_validate_conflict_and_forward() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_hosts_lose_their_mappings_but_static_forwards_stay() {
-    let state = state_dir("stale");
+    let state = state_dir("admin", "stale");
     let gw = start(config(&state, free_port(LAN))).await;
     let admin = Admin::new(Ipv4Addr::new(127, 0, 0, 41), gw.port)
         .login()
@@ -834,7 +778,7 @@ async fn stale_hosts_lose_their_mappings_but_static_forwards_stay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_validate_apply_live_and_persist_across_restart() {
-    let state = state_dir("settings");
+    let state = state_dir("admin", "settings");
     let http_port = free_port(LAN);
     let gw = start(config(&state, http_port)).await;
     let admin = Admin::new(Ipv4Addr::new(127, 0, 0, 51), gw.port)
@@ -976,7 +920,7 @@ async fn settings_validate_apply_live_and_persist_across_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_need_a_login_and_carry_the_contract_elements() {
-    let state = state_dir("pages");
+    let state = state_dir("admin", "pages");
     let gw = start(config(&state, free_port(LAN))).await;
     let from = Ipv4Addr::new(127, 0, 0, 61);
     let anonymous = Admin::new(from, gw.port);
@@ -1092,7 +1036,7 @@ async fn pages_need_a_login_and_carry_the_contract_elements() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_management_serves_only_the_admin_on_the_wan() {
-    let state = state_dir("remote");
+    let state = state_dir("admin", "remote");
     let remote_port = free_port(WAN);
     let gw = start(GatewayConfig {
         remote_admin_port: Some(remote_port),
@@ -1123,7 +1067,7 @@ async fn remote_management_serves_only_the_admin_on_the_wan() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_password_is_stored_hashed_and_kept() {
-    let state = state_dir("generated");
+    let state = state_dir("admin", "generated");
     let gw = start(GatewayConfig {
         admin_password_hash: None,
         ..config(&state, free_port(LAN))

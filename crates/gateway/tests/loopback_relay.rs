@@ -3,97 +3,18 @@
 //! stopping it (also for a flow that already existed), GENA events on a change, and a restart
 //! that restores the table and the forwards from the journal.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
-use std::path::PathBuf;
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use gateway::{BackendKind, GatewayConfig};
-use portmap::{ClientConfig, Gateway, MappingRequest, Protocol};
+use gateway::GatewayConfig;
+use portmap::{MappingRequest, Protocol};
+use support::{client, free_port, relay_config, start, state_dir, INTERNET, LAN, WAN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-const LAN: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
-const WAN: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 1);
-const INTERNET: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 10);
 const WAIT: Duration = Duration::from_secs(2);
-
-struct Running {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<Result<(), gateway::GatewayError>>,
-    url: String,
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        tokio::time::timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("gateway stops in time")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-fn free_port() -> u16 {
-    StdTcpListener::bind((LAN, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn state_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pl-relay-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-async fn start(state: &std::path::Path, http_port: u16) -> Running {
-    start_with(state, http_port, None).await
-}
-
-async fn start_with(
-    state: &std::path::Path,
-    http_port: u16,
-    stun_server: Option<SocketAddr>,
-) -> Running {
-    let base = GatewayConfig {
-        stun_server,
-        ..Default::default()
-    };
-    start_config(base, state, http_port).await
-}
-
-async fn start_config(base: GatewayConfig, state: &std::path::Path, http_port: u16) -> Running {
-    let config = GatewayConfig {
-        lan_address: Some(LAN),
-        lan_prefix: Some(8),
-        wan_address: Some(WAN),
-        backend: BackendKind::Relay,
-        http_port,
-        state_dir: state.to_path_buf(),
-        ..base
-    };
-    let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(gateway::run(config, rx));
-    let url = format!("http://{LAN}:{http_port}/rootDesc.xml");
-    // Bounded wait until the HTTP server answers.
-    for _ in 0..200 {
-        if TcpStream::connect((LAN, http_port)).await.is_ok() {
-            return Running { stop, task, url };
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("gateway did not start");
-}
-
-async fn client(url: &str) -> Gateway {
-    Gateway::from_url(url, ClientConfig::default())
-        .await
-        .unwrap()
-}
 
 async fn arrives(phone: &UdpSocket, outside: &UdpSocket, port: u16, payload: &[u8]) -> bool {
     outside.send_to(payload, (WAN, port)).await.unwrap();
@@ -106,9 +27,9 @@ async fn arrives(phone: &UdpSocket, outside: &UdpSocket, port: u16, payload: &[u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_and_tcp_forward_and_stop_on_delete() {
-    let state = state_dir("fwd");
-    let gw = start(&state, free_port()).await;
-    let c = client(&gw.url).await;
+    let state = state_dir("relay", "fwd");
+    let gw = start(relay_config(&state, free_port(LAN))).await;
+    let c = client(&gw.url()).await;
     assert_eq!(c.external_ip().await.unwrap(), Some(WAN.into()));
 
     let phone = UdpSocket::bind((LAN, 0)).await.unwrap();
@@ -177,9 +98,9 @@ async fn udp_and_tcp_forward_and_stop_on_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_stops_when_the_lease_expires() {
-    let state = state_dir("lease");
-    let gw = start(&state, free_port()).await;
-    let c = client(&gw.url).await;
+    let state = state_dir("relay", "lease");
+    let gw = start(relay_config(&state, free_port(LAN))).await;
+    let c = client(&gw.url()).await;
     let phone = UdpSocket::bind((LAN, 0)).await.unwrap();
     let mut req = MappingRequest::new(Protocol::Udp, phone.local_addr().unwrap().port());
     req.any_port = true;
@@ -211,16 +132,16 @@ async fn forwarding_stops_when_the_lease_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_restores_mappings_and_forwards() {
-    let state = state_dir("restart");
-    let http_port = free_port();
-    let gw = start(&state, http_port).await;
+    let state = state_dir("relay", "restart");
+    let http_port = free_port(LAN);
+    let gw = start(relay_config(&state, http_port)).await;
     let phone = UdpSocket::bind((LAN, 0)).await.unwrap();
     let mut req = MappingRequest::new(Protocol::Udp, phone.local_addr().unwrap().port());
     req.any_port = true;
-    let m = client(&gw.url).await.add(&req).await.unwrap();
+    let m = client(&gw.url()).await.add(&req).await.unwrap();
     gw.stop().await;
-    let gw = start(&state, http_port).await;
-    let c = client(&gw.url).await;
+    let gw = start(relay_config(&state, http_port)).await;
+    let c = client(&gw.url()).await;
     let entry = c
         .get(Protocol::Udp, m.external_port)
         .await
@@ -239,9 +160,9 @@ async fn restart_restores_mappings_and_forwards() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gena_subscriber_hears_the_mapping_count_change() {
-    let state = state_dir("gena");
-    let http_port = free_port();
-    let gw = start(&state, http_port).await;
+    let state = state_dir("relay", "gena");
+    let http_port = free_port(LAN);
+    let gw = start(relay_config(&state, http_port)).await;
     let callback = TcpListener::bind((LAN, 0)).await.unwrap();
     let cb = callback.local_addr().unwrap();
     let mut s = TcpStream::connect((LAN, http_port)).await.unwrap();
@@ -294,7 +215,7 @@ async fn gena_subscriber_hears_the_mapping_count_change() {
     let phone = UdpSocket::bind((LAN, 0)).await.unwrap();
     let mut req = MappingRequest::new(Protocol::Udp, phone.local_addr().unwrap().port());
     req.any_port = true;
-    client(&gw.url).await.add(&req).await.unwrap();
+    client(&gw.url()).await.add(&req).await.unwrap();
     let change = next_notify(&callback).await;
     assert!(change.contains("SEQ: 1"), "{change}");
     assert!(
@@ -332,9 +253,13 @@ async fn a_private_wan_learns_its_public_address_by_stun() {
             return;
         }
     });
-    let state = state_dir("stun");
-    let gw = start_with(&state, free_port(), Some(stun_addr)).await;
-    let c = client(&gw.url).await;
+    let state = state_dir("relay", "stun");
+    let gw = start(GatewayConfig {
+        stun_server: Some(stun_addr),
+        ..relay_config(&state, free_port(LAN))
+    })
+    .await;
+    let c = client(&gw.url()).await;
     assert_eq!(
         c.external_ip().await.unwrap(),
         Some("198.51.100.77".parse().unwrap())
@@ -346,17 +271,13 @@ async fn a_private_wan_learns_its_public_address_by_stun() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn igd1_mode_serves_only_the_igd1_description() {
-    let state = state_dir("igd1");
-    let gw = start_config(
-        GatewayConfig {
-            igd1_only: true,
-            ..Default::default()
-        },
-        &state,
-        free_port(),
-    )
+    let state = state_dir("relay", "igd1");
+    let gw = start(GatewayConfig {
+        igd1_only: true,
+        ..relay_config(&state, free_port(LAN))
+    })
     .await;
-    let c = client(&gw.url).await;
+    let c = client(&gw.url()).await;
     assert_eq!(
         c.connection().service_type,
         "urn:schemas-upnp-org:service:WANIPConnection:1"
