@@ -148,6 +148,15 @@ pub enum ForwardError {
         /// conntrack's error output.
         message: String,
     },
+    /// The flow listing failed (the flows of removed mappings may then live on until they
+    /// time out).
+    #[error(
+        "cannot list the connection-tracking flows: {message} (check that `conntrack -L` works)"
+    )]
+    ConntrackList {
+        /// What failed.
+        message: String,
+    },
     /// The external port is already taken on this host.
     #[error("{protocol} port {port} on {ip} is already in use by another program (stop that program or map another external port)")]
     PortInUse {

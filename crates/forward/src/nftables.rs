@@ -122,6 +122,18 @@
 //! the newly mapped ports, so `add` keeps the cost of one map element and the stale flow is
 //! forwarded within milliseconds.
 //!
+//! Most mapped ports never carry a flow before they are removed again (a client that maps
+//! and unmaps, a failed call), and walking the conntrack table for them is wasted work —
+//! on a busy router the walk is the dominant cost of a mapping change. So the table has a set,
+//! [`FLOWED_SET`] (`inet_proto . inet_service`), which the first packet of every new flow from
+//! the WAN adds its protocol and destination port to (one prerouting rule before the DNAT
+//! maps, so a DNATed flow is always noted before it exists). The flow thread asks the set
+//! first (one `GETSETELEM` netlink round trip, tens of µs) and drops the jobs of ports never
+//! noted. Elements are never removed: that keeps the set complete without any race (a port
+//! once used simply always gets the walk), and its size is bounded by 2 × 65,536. Flows from
+//! before the gateway's start are noted at start (one listing). If the set cannot be used
+//! (no netlink socket, the start-up listing failed), every job walks, as before.
+//!
 //! The flow thread (`conntrack-flows`) takes everything queued at once. One or two removed
 //! forwards alone are ended with one filtered `conntrack -D` each (`-p <udp|tcp> [--orig-dst
 //! <external ip>] --orig-port-dst <port> --reply-src <client> --reply-port-src <port>`, the
@@ -172,6 +184,9 @@ pub const FLOW_PAUSE_MAX: Duration = Duration::from_millis(100);
 /// Rounds of the flow thread with at most this many removed forwards (and no stale job) end
 /// them with one filtered `conntrack -D` each instead of a listing.
 const DIRECT_REMOVALS: usize = 2;
+/// The set of `protocol . port` pairs that ever got a new flow from the WAN (see the module
+/// docs, "Ending flows"): at most 2 × 65,536 elements, so it never fills.
+pub const FLOWED_SET: &str = "flowed";
 /// The map of UDP forwards.
 pub const UDP_MAP: &str = "udp_dnat";
 /// The map of TCP forwards.
@@ -306,6 +321,18 @@ impl NftBackend {
         };
         backend.install()?;
         backend.check_conntrack()?;
+        // Flows older than our set's rule are not in it: add their ports once, or the flow
+        // thread could skip them. Without that, it ends flows without asking the set.
+        let flowed_known = match backend.seed_flowed() {
+            Ok(n) => {
+                tracing::debug!(ports = n, "ports with flows from before the start noted");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot note the ports of existing flows; every mapping change will list the flows");
+                false
+            }
+        };
         backend.netlink = match netlink::Socket::for_prefix(
             &backend.cfg.command_prefix,
             NFT_REPLY_TIMEOUT,
@@ -329,6 +356,7 @@ impl NftBackend {
         backend.flows = Some(FlowThread::start(
             backend.cfg.command_prefix.clone(),
             backend.cfg.external_ip,
+            flowed_known.then(|| backend.cfg.table.clone()),
         )?);
         Ok(backend)
     }
@@ -374,8 +402,10 @@ impl NftBackend {
             "add table ip {t}\n\
              add map ip {t} {UDP_MAP} {{ {map_type} }}\n\
              add map ip {t} {TCP_MAP} {{ {map_type} }}\n\
+             add set ip {t} {FLOWED_SET} {{ type inet_proto . inet_service; flags dynamic; size 131072; }}\n\
              add chain ip {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
              flush chain ip {t} prerouting\n\
+             add rule ip {t} prerouting iifname \"{wan}\" ct state new meta l4proto {{ tcp, udp }} add @{FLOWED_SET} {{ meta l4proto . th dport }}\n\
              add rule ip {t} prerouting iifname \"{wan}\" dnat ip to udp dport map @{UDP_MAP}\n\
              add rule ip {t} prerouting iifname \"{wan}\" dnat ip to tcp dport map @{TCP_MAP}\n\
              add chain ip {t} forward {{ type filter hook forward priority filter; policy accept; }}\n\
@@ -550,6 +580,31 @@ impl NftBackend {
             f,
             with_target,
         )
+    }
+
+    /// Adds the (protocol, port) of every existing flow to us to [`FLOWED_SET`]; returns
+    /// how many pairs.
+    fn seed_flowed(&self) -> Result<usize, ForwardError> {
+        let listing = list_flows(&self.cfg.command_prefix, self.cfg.external_ip)?;
+        let ports: BTreeSet<(Protocol, u16)> = listing
+            .lines()
+            .filter_map(Flow::parse)
+            .filter(|f| self.cfg.external_ip.is_none_or(|ip| f.dst == ip))
+            .map(|f| (f.protocol, f.dport))
+            .collect();
+        let t = &self.cfg.table;
+        let pairs: Vec<String> = ports
+            .iter()
+            .map(|(p, port)| format!("{} . {port}", proto_name(*p)))
+            .collect();
+        for chunk in pairs.chunks(1000) {
+            let cmd = format!(
+                "add element ip {t} {FLOWED_SET} {{ {} }}\n",
+                chunk.join(", ")
+            );
+            self.oneshot("note the ports of existing flows", Some(cmd))?;
+        }
+        Ok(ports.len())
     }
 
     /// Queues the background removal of `f`'s stale flows (see [`FlowThread`]).
@@ -877,15 +932,29 @@ struct FlowThread {
 }
 
 impl FlowThread {
+    /// `flowed_table`: the table whose [`FLOWED_SET`] is complete (every port that ever had
+    /// a flow from the WAN is in it); `None`: end flows without asking it.
     fn start(
         prefix: Vec<String>,
         external_ip: Option<Ipv4Addr>,
+        flowed_table: Option<String>,
     ) -> Result<FlowThread, ForwardError> {
         let jobs: SharedJobs = Arc::default();
         let shared = jobs.clone();
         let thread = thread::Builder::new()
             .name("conntrack-flows".into())
-            .spawn(move || flow_thread(&shared, &prefix, external_ip))
+            .spawn(move || {
+                let flowed = flowed_table.and_then(|table| {
+                    match netlink::Socket::for_prefix(&prefix, NFT_REPLY_TIMEOUT)? {
+                        Ok(socket) => Some((socket, table)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "flow thread: no netlink socket; every mapping change will list the flows");
+                            None
+                        }
+                    }
+                });
+                flow_thread(&shared, &prefix, external_ip, flowed)
+            })
             .map_err(|source| ForwardError::Spawn {
                 program: "conntrack (flow thread)".into(),
                 source,
@@ -933,7 +1002,12 @@ impl Drop for FlowThread {
     }
 }
 
-fn flow_thread(jobs: &SharedJobs, prefix: &[String], external_ip: Option<Ipv4Addr>) {
+fn flow_thread(
+    jobs: &SharedJobs,
+    prefix: &[String],
+    external_ip: Option<Ipv4Addr>,
+    mut flowed: Option<(netlink::Socket, String)>,
+) {
     let (lock, wake) = &**jobs;
     // Seconds of work the thread may do now: earns FLOW_DUTY per second, up to FLOW_BURST.
     let mut credit = FLOW_BURST.as_secs_f64();
@@ -960,7 +1034,7 @@ fn flow_thread(jobs: &SharedJobs, prefix: &[String], external_ip: Option<Ipv4Add
             credit = 0.0;
             earned_at = Instant::now();
         }
-        let batch = {
+        let mut batch = {
             let mut queued = lock.lock().unwrap_or_else(|e| e.into_inner());
             FlowJobs {
                 stale: std::mem::take(&mut queued.stale),
@@ -969,8 +1043,53 @@ fn flow_thread(jobs: &SharedJobs, prefix: &[String], external_ip: Option<Ipv4Add
             }
         };
         let started = Instant::now();
-        end_flows(prefix, external_ip, &batch);
+        if let Some((socket, table)) = &mut flowed {
+            drop_unflowed(socket, table, &mut batch);
+        }
+        if !batch.is_empty() {
+            end_flows(prefix, external_ip, &batch);
+        }
         credit -= started.elapsed().as_secs_f64();
+    }
+}
+
+/// Drops the jobs of ports that never had a flow from the WAN ([`FLOWED_SET`]): they have
+/// nothing to end, and asking the set costs one netlink round trip instead of a walk of the
+/// whole conntrack table. When the kernel cannot answer, the job stays (ending is safe).
+fn drop_unflowed(socket: &mut netlink::Socket, table: &str, jobs: &mut FlowJobs) {
+    let mut had_flows = |protocol: Protocol, port: u16| {
+        socket
+            .set_holds(table, FLOWED_SET, protocol, port)
+            .unwrap_or_else(|e| {
+                tracing::debug!(error = %e, port, "cannot ask the flowed set; listing the flows");
+                true
+            })
+    };
+    jobs.stale.retain(|&(p, port)| had_flows(p, port));
+    jobs.removed
+        .retain(|f| had_flows(f.protocol, f.external_port));
+}
+
+/// `conntrack -L [--orig-dst <external ip>]`: the listing [`Flow::parse`] reads.
+fn list_flows(prefix: &[String], external_ip: Option<Ipv4Addr>) -> Result<String, ForwardError> {
+    let mut cmd = run::command(prefix, "conntrack");
+    cmd.arg("-L");
+    if let Some(ip) = external_ip {
+        cmd.args(["--orig-dst", &ip.to_string()]);
+    }
+    let failed = |message: String| ForwardError::ConntrackList { message };
+    match run::run(cmd, None, CONNTRACK_TIMEOUT) {
+        Ok(done) if done.status.success() => Ok(done.stdout),
+        Ok(done) => Err(failed(format!(
+            "{}: {}",
+            done.status,
+            one_line(&done.stderr)
+        ))),
+        Err(RunError::Spawn(e)) => Err(failed(format!("cannot run conntrack: {e}"))),
+        Err(RunError::Timeout) => Err(failed(format!(
+            "did not finish within {CONNTRACK_TIMEOUT:?}"
+        ))),
+        Err(RunError::Wait(e)) => Err(failed(e.to_string())),
     }
 }
 
@@ -998,19 +1117,10 @@ fn end_flows(prefix: &[String], external_ip: Option<Ipv4Addr>, jobs: &FlowJobs) 
         }
         return;
     }
-    let mut cmd = run::command(prefix, "conntrack");
-    cmd.arg("-L");
-    if let Some(ip) = external_ip {
-        cmd.args(["--orig-dst", &ip.to_string()]);
-    }
-    let listing = match run::run(cmd, None, CONNTRACK_TIMEOUT) {
-        Ok(done) if done.status.success() => done.stdout,
-        Ok(done) => {
-            tracing::warn!(status = %done.status, error = %one_line(&done.stderr), "cannot list flows to end");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!("cannot run conntrack to list flows to end");
+    let listing = match list_flows(prefix, external_ip) {
+        Ok(listing) => listing,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list flows to end");
             return;
         }
     };

@@ -423,3 +423,60 @@ fn nft_netlink_changes_show_in_nft_listing() {
     assert_eq!(nft.list().unwrap(), vec![b]);
     assert_eq!(nft.change_path(), "netlink");
 }
+
+/// The `flowed` set notes exactly the ports that got a flow from the WAN (also flows from
+/// before the backend started), and a stale flow to a noted port is still ended when the
+/// port gets mapped.
+#[test]
+fn nft_flowed_set_notes_ports_with_flows_and_stale_flows_still_end() {
+    const TEST: &str = "nft_flowed_set_notes_ports_with_flows_and_stale_flows_still_end";
+    if !ready(TEST) {
+        return;
+    }
+    let net = HomeNet::new().expect("home network");
+    let flowed = || gw_nft(&net, "list set ip plugline flowed");
+
+    // A remote sends to port 7000 before the gateway runs: the gateway itself "answers"
+    // (no DNAT), and that conntrack entry lives on as long as the remote keeps sending.
+    let wan_udp = net.wan.enter(|| UdpSocket::bind((WAN_IP, 41000)).unwrap());
+    let external = SocketAddr::from((GW_WAN_IP, 7000));
+    wan_udp.send_to(b"early", external).unwrap();
+    let mut nft = backend(&net);
+    let set = flowed();
+    assert!(set.contains("udp . 7000"), "seeded at start: {set}");
+
+    // Mapped now: the stale flow is ended in the background and the remote's datagrams
+    // (same source port, never stopped) reach the phone.
+    let phone_udp = net
+        .phone
+        .enter(|| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 5000)).unwrap());
+    phone_udp
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    nft.add(&fwd(Protocol::Udp, 7000, 5000)).unwrap();
+    let start = Instant::now();
+    let mut got = None;
+    while got.is_none() && start.elapsed() < ARRIVES {
+        wan_udp.send_to(b"after add", external).unwrap();
+        got = recv(&phone_udp);
+    }
+    assert_eq!(got.map(|d| d.0), Some(b"after add".to_vec()));
+
+    // A port mapped and removed without traffic is not noted; traffic notes it.
+    let quiet = fwd(Protocol::Tcp, 7001, 8080);
+    nft.add(&quiet).unwrap();
+    nft.remove(&quiet).unwrap();
+    let set = flowed();
+    assert!(!set.contains("tcp . 7001"), "{set}");
+    assert!(!set.contains("udp . 7001"), "{set}");
+    wan_udp
+        .send_to(b"probe", SocketAddr::from((GW_WAN_IP, 7001)))
+        .unwrap();
+    let start = Instant::now();
+    while !flowed().contains("udp . 7001") && start.elapsed() < ARRIVES {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let set = flowed();
+    assert!(set.contains("udp . 7001"), "{set}");
+    assert!(!set.contains("tcp . 7001"), "{set}");
+}

@@ -33,6 +33,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::{map_name, Change};
+use crate::Protocol;
 
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
@@ -48,6 +49,7 @@ const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 16;
 const NFNL_MSG_BATCH_END: u16 = 17;
 const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELSETELEM: u16 = 14;
 const NFPROTO_IPV4: u8 = 2;
 const NFNETLINK_V0: u8 = 0;
@@ -167,6 +169,41 @@ fn encode_change(b: &mut Builder, table: &str, change: &Change, seq: u32, ack: b
     b.end_nest(elem);
     b.end_nest(elements);
     b.end_msg(msg);
+}
+
+/// The key of `protocol . port` in an `inet_proto . inet_service` set: each part in its own
+/// 4-byte register slot (the protocol number, then the port in network order).
+fn proto_port_key(protocol: Protocol, port: u16) -> [u8; 8] {
+    let number = match protocol {
+        Protocol::Tcp => 6,
+        Protocol::Udp => 17,
+    };
+    let p = port.to_be_bytes();
+    [number, 0, 0, 0, p[0], p[1], 0, 0]
+}
+
+/// The `GETSETELEM` request for one key of `set` (not batched: reads are not transactions),
+/// as `nft get element ip <table> <set> { udp . 5000 }` sends it, plus `NLM_F_ACK`.
+fn encode_get(table: &str, set: &str, key: &[u8], seq: u32) -> Vec<u8> {
+    let mut b = Builder::new();
+    let msg = b.begin_msg(
+        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM,
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+        NFPROTO_IPV4,
+        0,
+    );
+    b.attr_str(NFTA_SET_ELEM_LIST_SET, set);
+    b.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
+    let elements = b.begin_nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+    let elem = b.begin_nest(NFTA_LIST_ELEM);
+    let k = b.begin_nest(NFTA_SET_ELEM_KEY);
+    b.attr(NFTA_DATA_VALUE, key);
+    b.end_nest(k);
+    b.end_nest(elem);
+    b.end_nest(elements);
+    b.end_msg(msg);
+    b.buf
 }
 
 /// One batch: begin (sequence `seq`), one message per change (`seq + 1 …`), end.
@@ -359,6 +396,38 @@ impl Socket {
         Ok(())
     }
 
+    /// Whether `set` of `table` holds `protocol . port` (an `inet_proto . inet_service` set).
+    pub(super) fn set_holds(
+        &mut self,
+        table: &str,
+        set: &str,
+        protocol: Protocol,
+        port: u16,
+    ) -> io::Result<bool> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        self.send(&encode_get(
+            table,
+            set,
+            &proto_port_key(protocol, port),
+            seq,
+        ))?;
+        // Found: the element, then the ACK (errno 0). Not found: only the error, ENOENT.
+        loop {
+            let got = self.recv()?;
+            for (s, errno) in parse_acks(&self.buf[..got]) {
+                if s != seq {
+                    continue;
+                }
+                return match errno {
+                    0 => Ok(true),
+                    libc::ENOENT => Ok(false),
+                    e => Err(io::Error::from_raw_os_error(e)),
+                };
+            }
+        }
+    }
+
     fn send(&self, data: &[u8]) -> io::Result<()> {
         let addr = kernel_addr();
         loop {
@@ -502,6 +571,27 @@ mod tests {
             internal_client: Ipv4Addr::new(192, 168, 0, 91),
             internal_port: 80,
         }
+    }
+
+    /// `nft get element ip plt flowed { udp . 5000 }` (nftables 1.0.6, strace), sequence 1.
+    #[rustfmt::skip]
+    const NFT_GET_FLOWED: &[u8] = &[
+        // GETSETELEM: len 64, type 10 << 8 | 13, flags REQUEST | ACK, seq 1; AF_INET
+        64, 0, 0, 0,  13, 10,  5, 0,  1, 0, 0, 0,  0, 0, 0, 0,  2, 0, 0, 0,
+        11, 0, 2, 0,  b'f', b'l', b'o', b'w', b'e', b'd', 0, 0,
+        8, 0, 1, 0,  b'p', b'l', b't', 0,
+        // ELEMENTS { LIST_ELEM { KEY { VALUE udp (17) . 5000 } } }
+        24, 0, 3, 0x80,
+        20, 0, 1, 0x80,
+        16, 0, 1, 0x80,  12, 0, 1, 0,  17, 0, 0, 0,  0x13, 0x88, 0, 0,
+    ];
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn get_matches_nft_bytes() {
+        let key = proto_port_key(Protocol::Udp, 5000);
+        assert_eq!(encode_get("plt", "flowed", &key, 1), NFT_GET_FLOWED);
+        assert_eq!(proto_port_key(Protocol::Tcp, 80), [6, 0, 0, 0, 0, 80, 0, 0]);
     }
 
     #[test]
