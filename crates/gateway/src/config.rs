@@ -5,6 +5,9 @@
 //! lan_interface = "lan0"          # where SSDP, HTTP and GENA listen (the LAN side only)
 //! wan_interface = "wan0"          # the external side: its address is the external IP
 //! http_port = 5000                # LAN HTTP port (descriptions, SOAP, GENA)
+//! http_keep_alive = true          # serve several requests per connection (idle ones close
+//!                                 # after 5 s; clients sending `Connection: close` get that)
+//! http_max_connections = 64       # HTTP connections at once; more are closed unanswered
 //! backend = "nftables"            # "nftables" (root) or "relay" (userspace, no root)
 //! state_dir = "/var/lib/plugline" # journal, identity (uuid, BOOTID)
 //! secure_mode = true              # a LAN host may map ports only to itself
@@ -72,6 +75,11 @@ pub struct GatewayConfig {
     pub stun_server: Option<SocketAddr>,
     /// LAN HTTP port.
     pub http_port: u16,
+    /// Serve several HTTP requests per connection (idle connections close after the request
+    /// timeout, 5 s).
+    pub http_keep_alive: bool,
+    /// HTTP connections served at once; more are closed unanswered.
+    pub http_max_connections: usize,
     /// Forwarding backend.
     pub backend: BackendKind,
     /// nftables table name (the gateway's own table).
@@ -114,6 +122,8 @@ impl Default for GatewayConfig {
             external_ip: None,
             stun_server: None,
             http_port: 5000,
+            http_keep_alive: true,
+            http_max_connections: 64,
             backend: BackendKind::Nftables,
             nft_table: "plugline".into(),
             state_dir: PathBuf::from("/var/lib/plugline"),
@@ -191,6 +201,9 @@ impl GatewayConfig {
         }
         if self.max_mappings == 0 || self.max_mappings_per_host == 0 {
             return Err(invalid("max_mappings", "limits must be at least 1"));
+        }
+        if self.http_max_connections == 0 || self.http_max_connections > 65_536 {
+            return Err(invalid("http_max_connections", "must be 1..=65536"));
         }
         if self.notify_interval_seconds < 900 {
             return Err(invalid(
@@ -278,6 +291,10 @@ mod tests {
         c.max_lease_seconds = 3600;
         c.notify_interval_seconds = 10;
         assert!(c.validate().is_err());
+        c.notify_interval_seconds = 900;
+        c.http_max_connections = 0;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("http_max_connections"), "{err}");
     }
 
     #[test]

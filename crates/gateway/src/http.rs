@@ -87,8 +87,9 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// The whole request (head and body) must arrive within this time (default 5 s).
     pub request_timeout: Duration,
-    /// Serve several requests per connection (default false: control points open one
-    /// connection per request, and closing at once frees connection slots).
+    /// Serve several requests per connection (default true). A kept connection waiting for
+    /// its next request is closed after `request_timeout`, like a slow one; a client that
+    /// sends `Connection: close` (miniupnpc does) gets one answer and the close.
     pub keep_alive: bool,
 }
 
@@ -101,7 +102,7 @@ impl Default for HttpConfig {
             max_header_bytes: 8192,
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(5),
-            keep_alive: false,
+            keep_alive: true,
         }
     }
 }

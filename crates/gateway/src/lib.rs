@@ -379,6 +379,8 @@ pub async fn run(
     let http_config = http::HttpConfig {
         lan_addr: addrs.lan,
         lan_prefix: addrs.lan_prefix,
+        keep_alive: config.http_keep_alive,
+        max_connections: config.http_max_connections,
         ..http::HttpConfig::default()
     };
     let admin = Arc::new(admin::Admin::new(

@@ -583,6 +583,78 @@ async fn slow_clients_are_cut_while_others_are_served() {
     server.shutdown().await;
 }
 
+/// Reads one HTTP answer (head and a Content-Length body) from a kept-alive connection.
+async fn read_answer(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .expect("a Content-Length");
+                if answer.len() >= end + 4 + length {
+                    break;
+                }
+            }
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed before a whole answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("a whole answer in time");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn kept_alive_connections_serve_several_requests_and_idle_ones_close() {
+    let timeout = Duration::from_millis(400);
+    let config = HttpConfig {
+        request_timeout: timeout,
+        ..HttpConfig::default()
+    };
+    assert!(config.keep_alive, "keep-alive is the default");
+    let server = start_with(config, GenaConfig::default()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let keep = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: gw\r\n\r\n").into_bytes();
+    let envelope = envelope(IPCONN2, "GetExternalIPAddress", "");
+    let soap = format!(
+        "POST /ctl/IPConn HTTP/1.1\r\nHost: gw\r\nContent-Type: text/xml\r\nSOAPAction: \"{IPCONN2}#GetExternalIPAddress\"\r\nContent-Length: {}\r\n\r\n{envelope}",
+        envelope.len()
+    );
+    for request in [
+        keep("/rootDesc.xml"),
+        soap.into_bytes(),
+        keep("/rootDesc.xml"),
+    ] {
+        stream.write_all(&request).await.unwrap();
+        let answer = read_answer(&mut stream).await;
+        assert_eq!(status(&answer), 200, "{answer}");
+    }
+    assert_eq!(
+        server.calls.lock().unwrap().len(),
+        1,
+        "the SOAP call was served"
+    );
+    // Idle for longer than the request timeout: the server closes the connection.
+    let idle_since = Instant::now();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, stream.read(&mut byte))
+        .await
+        .expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let idle = idle_since.elapsed();
+    assert!(idle >= timeout / 2, "closed too early: {idle:?}");
+    // `Connection: close` still gets one answer and the close (exchange reads to the end).
+    let answer = exchange(server.addr, &get("/rootDesc.xml")).await;
+    assert_eq!(status(&answer), 200);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn connection_limit() {
     let config = HttpConfig {
