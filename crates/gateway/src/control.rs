@@ -3,8 +3,11 @@
 //! place where policy is applied and one durable write before any answer.
 //!
 //! Requests arrive on a channel; the thread drains whatever is queued, applies it to the pure
-//! table, writes the resulting records with one fsync (group commit), updates the backend, and
-//! only then answers each request.
+//! table, updates the backend and writes the resulting records to the journal. The answers go
+//! with the written records to the sync thread (`plugline-sync`), which fdatasyncs and only
+//! then answers: the table never waits for the disk, every batch written while a sync runs
+//! shares the next one (group commit), and since the sync thread answers in order, no answer
+//! (not even a read's) leaves before everything it could have seen is durable.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -22,7 +25,7 @@ use igd_proto::error::{ErrorCode, UpnpError};
 use tokio::sync::{oneshot, watch};
 
 use crate::admin::settings::LiveSettings;
-use crate::journal::Journal;
+use crate::journal::{Journal, Unsynced};
 
 /// Requests handled in one batch (one journal sync) at most.
 pub const MAX_BATCH: usize = 256;
@@ -397,6 +400,99 @@ impl ControlThread {
     }
 }
 
+/// Batches handed to the sync thread at once (one sync per journal file among them).
+const MAX_SYNC_JOBS: usize = 1024;
+
+/// Where the answer to one IGD action goes.
+type IgdReply = oneshot::Sender<Result<Response, UpnpError>>;
+
+/// One batch's answers, released by the sync thread once its records are durable.
+struct SyncJob {
+    /// The written records (`None`: nothing was written, the answers only wait for the
+    /// batches before them), or why they could not be written.
+    records: std::io::Result<Option<Unsynced>>,
+    replies: Vec<(IgdReply, Result<Response, UpnpError>)>,
+    pending: Vec<Pending>,
+}
+
+/// What the sync thread did, logged when it ends (how long the disk makes answers wait).
+#[derive(Debug, Default)]
+struct SyncStats {
+    syncs: u64,
+    batches: u64,
+    total: Duration,
+    longest: Duration,
+}
+
+fn sync_thread(rx: &std_mpsc::Receiver<SyncJob>) {
+    let mut stats = SyncStats::default();
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_SYNC_JOBS {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        sync_jobs(jobs, &mut stats);
+    }
+    if stats.syncs > 0 {
+        tracing::info!(
+            syncs = stats.syncs,
+            batches = stats.batches,
+            mean_ms = stats.total.as_secs_f64() * 1e3 / stats.syncs as f64,
+            longest_ms = stats.longest.as_secs_f64() * 1e3,
+            "journal syncs"
+        );
+    }
+}
+
+/// Syncs each journal file the jobs wrote to once, then answers every job in order.
+fn sync_jobs(jobs: Vec<SyncJob>, stats: &mut SyncStats) {
+    let mut synced: Vec<(Unsynced, Result<(), String>)> = Vec::new();
+    stats.batches += jobs.len() as u64;
+    for job in &jobs {
+        if let Ok(Some(u)) = &job.records {
+            if !synced.iter().any(|(s, _)| s.same_file(u)) {
+                let started = std::time::Instant::now();
+                let result = u.sync().map_err(|e| {
+                    tracing::error!(error = %e, "journal sync failed: changes are not durable");
+                    e.to_string()
+                });
+                let took = started.elapsed();
+                stats.syncs += 1;
+                stats.total += took;
+                stats.longest = stats.longest.max(took);
+                synced.push((u.clone(), result));
+            }
+        }
+    }
+    for job in jobs {
+        let failure = match &job.records {
+            Err(e) => Some(e.to_string()),
+            Ok(None) => None,
+            Ok(Some(u)) => synced
+                .iter()
+                .find(|(s, _)| s.same_file(u))
+                .and_then(|(_, r)| r.clone().err()),
+        };
+        let failure = failure.map(std::io::Error::other);
+        for complete in job.pending {
+            complete(failure.as_ref());
+        }
+        for (reply, result) in job.replies {
+            let result = match (&failure, result) {
+                (Some(e), Ok(_)) => Err(UpnpError {
+                    code: ErrorCode::ActionFailed.code(),
+                    description: format!("could not store the change: {e}"),
+                }),
+                (_, r) => r,
+            };
+            let _ = reply.send(result);
+        }
+    }
+}
+
 /// How a pending admin reply is completed once the batch is durable (or not).
 type Pending = Box<dyn FnOnce(Option<&std::io::Error>) + Send>;
 
@@ -453,7 +549,25 @@ impl Actor {
         }
     }
 
-    fn run(mut self, rx: std_mpsc::Receiver<Command>) {
+    /// Serve until stopped, with the sync thread beside (see [`SyncJob`]).
+    fn run(self, rx: std_mpsc::Receiver<Command>) {
+        let (sync_tx, sync_rx) = std_mpsc::channel::<SyncJob>();
+        let syncer = std::thread::Builder::new()
+            .name("plugline-sync".into())
+            .spawn(move || sync_thread(&sync_rx));
+        if let Err(e) = &syncer {
+            // Without the thread every send fails and the batch is synced in line.
+            tracing::error!(error = %e, "cannot start the journal sync thread: syncing in line");
+        }
+        self.serve(&rx, &sync_tx);
+        // The sync thread answers what is queued, then ends.
+        drop(sync_tx);
+        if let Ok(syncer) = syncer {
+            let _ = syncer.join();
+        }
+    }
+
+    fn serve(mut self, rx: &std_mpsc::Receiver<Command>, sync: &std_mpsc::Sender<SyncJob>) {
         loop {
             let now = unix_now();
             let wait = self
@@ -503,19 +617,14 @@ impl Actor {
                     admin => pending.extend(self.admin(now, admin)),
                 }
             }
-            let durable = self.flush();
-            for complete in pending {
-                complete(durable.as_ref().err());
-            }
-            for (reply, result) in replies {
-                let result = match (&durable, result) {
-                    (Err(e), Ok(_)) => Err(UpnpError {
-                        code: ErrorCode::ActionFailed.code(),
-                        description: format!("could not store the change: {e}"),
-                    }),
-                    (_, r) => r,
-                };
-                let _ = reply.send(result);
+            let job = SyncJob {
+                records: self.flush(),
+                replies,
+                pending,
+            };
+            if let Err(std_mpsc::SendError(job)) = sync.send(job) {
+                // The sync thread is gone (it never panics on its own): sync here.
+                sync_jobs(vec![job], &mut SyncStats::default());
             }
             self.publish();
             if stop {
@@ -818,21 +927,27 @@ impl Actor {
         }
     }
 
-    /// Make the pending records durable (one sync for the batch), compacting when due.
-    fn flush(&mut self) -> std::io::Result<()> {
+    /// Write the batch's records to the journal (the sync thread makes them durable),
+    /// compacting when due.
+    fn flush(&mut self) -> std::io::Result<Option<Unsynced>> {
         let records = std::mem::take(&mut self.records);
-        if let Err(e) = self.journal.append(&records) {
-            tracing::error!(error = %e, "journal write failed: changes are not durable");
-            return Err(e);
-        }
+        let written = match self.journal.write(&records) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "journal write failed: changes are not durable");
+                return Err(e);
+            }
+        };
         if self.journal.records_since_compaction() > self.compact_after
             && self.journal.records_since_compaction() > 2 * self.table.len()
         {
+            // The snapshot holds every record written so far and is synced before it replaces
+            // the journal, so batches still waiting for the old file's sync lose nothing.
             if let Err(e) = self.journal.compact(self.table.iter()) {
                 tracing::warn!(error = %e, "journal compaction failed; will retry");
             }
         }
-        Ok(())
+        Ok(written)
     }
 
     fn publish(&self) {
@@ -844,5 +959,128 @@ impl Actor {
             e.external_ip = ip;
             changed
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_core::Source;
+    use std::net::Ipv4Addr;
+
+    fn journal(name: &str) -> Journal {
+        let dir = std::env::temp_dir().join(format!("pl-control-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Journal::open(&dir).expect("journal").0
+    }
+
+    fn put(port: u16) -> Record {
+        Record::Put(Mapping {
+            key: Key::new(Protocol::Udp, port),
+            internal_client: Ipv4Addr::new(192, 168, 0, 91),
+            internal_port: 5060,
+            description: "t".into(),
+            enabled: true,
+            lease_seconds: 600,
+            expires_at: Some(2_000_000_000),
+            created_at: 1_999_999_400,
+            source: Source::Upnp,
+        })
+    }
+
+    fn ip() -> Result<Response, UpnpError> {
+        Ok(Response::ExternalIp("203.0.113.1".into()))
+    }
+
+    type Answer = oneshot::Receiver<Result<Response, UpnpError>>;
+
+    fn job(
+        records: std::io::Result<Option<Unsynced>>,
+        results: Vec<Result<Response, UpnpError>>,
+    ) -> (SyncJob, Vec<Answer>) {
+        let mut replies = Vec::new();
+        let mut answers = Vec::new();
+        for r in results {
+            let (tx, rx) = oneshot::channel();
+            replies.push((tx, r));
+            answers.push(rx);
+        }
+        (
+            SyncJob {
+                records,
+                replies,
+                pending: Vec::new(),
+            },
+            answers,
+        )
+    }
+
+    #[test]
+    fn one_sync_per_file_then_every_answer_in_order() {
+        let mut j = journal("order");
+        let first = j.write(&[put(1)]).unwrap();
+        let second = j.write(&[put(2)]).unwrap();
+        let (a, mut a_rx) = job(Ok(first), vec![ip()]);
+        let (b, mut b_rx) = job(Ok(second), vec![ip(), ip()]);
+        // A read-only batch waits for the writes before it, then passes unchanged.
+        let (c, mut c_rx) = job(
+            Ok(None),
+            vec![Err(UpnpError {
+                code: 714,
+                description: "x".into(),
+            })],
+        );
+        let mut stats = SyncStats::default();
+        sync_jobs(vec![a, b, c], &mut stats);
+        assert_eq!(stats.syncs, 1, "both batches went to the same file");
+        assert_eq!(stats.batches, 3);
+        for rx in a_rx.iter_mut().chain(b_rx.iter_mut()) {
+            assert!(rx.try_recv().unwrap().is_ok());
+        }
+        assert_eq!(c_rx[0].try_recv().unwrap().unwrap_err().code, 714);
+    }
+
+    #[test]
+    fn a_batch_that_could_not_be_stored_fails_its_changes_only() {
+        let mut j = journal("fail");
+        let ok = j.write(&[put(3)]).unwrap();
+        let (a, mut a_rx) = job(
+            Err(std::io::Error::other("disk full")),
+            vec![
+                ip(),
+                Err(UpnpError {
+                    code: 718,
+                    description: "conflict".into(),
+                }),
+            ],
+        );
+        let (b, mut b_rx) = job(Ok(ok), vec![ip()]);
+        let stored = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let seen = stored.clone();
+        let (mut a, b) = (a, b);
+        a.pending.push(Box::new(move |e: Option<&std::io::Error>| {
+            *seen.lock().unwrap() = Some(e.map(|e| e.to_string()));
+        }));
+        sync_jobs(vec![a, b], &mut SyncStats::default());
+        let failed = a_rx[0].try_recv().unwrap().unwrap_err();
+        assert_eq!(failed.code, ErrorCode::ActionFailed.code());
+        assert!(
+            failed.description.contains("disk full"),
+            "{}",
+            failed.description
+        );
+        assert_eq!(
+            a_rx[1].try_recv().unwrap().unwrap_err().code,
+            718,
+            "refusals keep their code"
+        );
+        assert_eq!(
+            stored.lock().unwrap().clone(),
+            Some(Some("disk full".to_string()))
+        );
+        assert!(
+            b_rx[0].try_recv().unwrap().is_ok(),
+            "the next batch is unaffected"
+        );
     }
 }

@@ -1,8 +1,10 @@
 //! Durable state: the mapping journal and the gateway's identity.
 //!
 //! Every acknowledged change is appended to `mappings.journal` as one checksummed record
-//! (`gateway_core::record`) and made durable with `fdatasync` before the control thread answers
-//! the request; a batch of queued requests shares one sync (group commit). When the journal has
+//! (`gateway_core::record`) and made durable with `fdatasync` before the request is answered.
+//! [`Journal::write`] only writes; the caller syncs the returned [`Unsynced`] (the control
+//! plane does it on its own sync thread, so the table keeps serving while the disk flushes,
+//! and every batch queued during a flush shares the next one: group commit). When the journal has
 //! grown past a threshold it is compacted: the live table is written to a temporary file,
 //! synced, and renamed over the journal (atomic on POSIX), then the directory is synced.
 //!
@@ -13,6 +15,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use gateway_core::record::{self, Record};
 use gateway_core::Mapping;
@@ -39,7 +42,7 @@ pub struct ReplayReport {
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
-    file: File,
+    file: Arc<File>,
     records_since_compaction: usize,
     buf: Vec<u8>,
 }
@@ -90,7 +93,7 @@ impl Journal {
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let mut journal = Journal {
             dir: dir.to_path_buf(),
-            file,
+            file: Arc::new(file),
             records_since_compaction: report.records,
             buf: Vec::new(),
         };
@@ -103,17 +106,25 @@ impl Journal {
 
     /// Append records and make them durable (one fdatasync for the whole batch).
     pub fn append(&mut self, records: &[Record]) -> io::Result<()> {
+        match self.write(records)? {
+            Some(unsynced) => unsynced.sync(),
+            None => Ok(()),
+        }
+    }
+
+    /// Append records without waiting for the disk; they are durable once the returned
+    /// [`Unsynced`] (or a later one) is synced. `None` when there was nothing to write.
+    pub fn write(&mut self, records: &[Record]) -> io::Result<Option<Unsynced>> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         self.buf.clear();
         for r in records {
             record::encode(r, &mut self.buf);
         }
-        self.file.write_all(&self.buf)?;
-        self.file.sync_data()?;
+        (&*self.file).write_all(&self.buf)?;
         self.records_since_compaction += records.len();
-        Ok(())
+        Ok(Some(Unsynced(self.file.clone())))
     }
 
     /// Records written since the last compaction.
@@ -138,9 +149,26 @@ impl Journal {
         }
         std::fs::rename(&tmp, &path)?;
         File::open(&self.dir)?.sync_all()?;
-        self.file = OpenOptions::new().append(true).open(&path)?;
+        self.file = Arc::new(OpenOptions::new().append(true).open(&path)?);
         self.records_since_compaction = count;
         Ok(())
+    }
+}
+
+/// Records written to the journal file but perhaps not on the disk yet. Syncing any handle of
+/// the same file covers every write made before the sync started.
+#[derive(Debug, Clone)]
+pub struct Unsynced(Arc<File>);
+
+impl Unsynced {
+    /// `fdatasync` the file the records went to.
+    pub fn sync(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    /// Whether `other` refers to the same open journal file (one sync covers both).
+    pub fn same_file(&self, other: &Unsynced) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
