@@ -626,6 +626,8 @@ impl Actor {
                 // The sync thread is gone (it never panics on its own): sync here.
                 sync_jobs(vec![job], &mut SyncStats::default());
             }
+            // GENA may announce a new mapping count a sync before the answers leave: the
+            // event carries a count, not an acknowledgement, and the next event corrects it.
             self.publish();
             if stop {
                 return;
