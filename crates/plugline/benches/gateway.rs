@@ -4,8 +4,9 @@
 //!
 //! * a Rust load client inside this bench: raw HTTP/1.1 SOAP POSTs (bodies from
 //!   `igd_proto::actions::Action::request`) over std TCP sockets created in the phone
-//!   namespace, N connections at once, keep-alive when the server allows it (neither does:
-//!   both close after each answer, which the client handles by reconnecting);
+//!   namespace, N connections at once, keep-alive when the server allows it (ours does,
+//!   miniupnpd closes after each answer, which the client handles by reconnecting), or
+//!   `Connection: close` on every request for the row that measures a connection per request;
 //! * python3-miniupnpc (the real miniupnpc C library, in-process; `benches/fixtures/
 //!   miniupnpc_throughput.py`) for reference: add+delete pairs, one at a time.
 //!
@@ -13,8 +14,8 @@
 //! disk (`/var/tmp`, every acknowledged change is fdatasync'ed; group commit shares one sync
 //! among the requests queued together) and on tmpfs (`/dev/shm`). miniupnpd never syncs.
 //!
-//! Measured, per gateway: SOAP add+delete throughput (Rust client with 1 and 16 connections,
-//! python with 1), AddPortMapping and DeletePortMapping latency of a fresh port (median and
+//! Measured, per gateway: SOAP add+delete throughput (Rust client with 1 and 16 connections
+//! kept alive where the server allows it, 16 with a connection per request, python with 1), AddPortMapping and DeletePortMapping latency of a fresh port (median and
 //! p99, one connection) with 1, 1,000, 5,000 and 20,000 mappings in the table (filled by the
 //! Rust client with 16 connections, or as many as the server's listen backlog: miniupnpd's
 //! is 5), M-SEARCH (IGD:2) first-answer latency, VmRSS idle and with 5,000 mappings (split
@@ -209,13 +210,15 @@ impl Endpoint {
         })
     }
 
-    /// The whole HTTP request (head and body, one buffer) for `action`.
-    fn soap_request(&self, action: &Action) -> Vec<u8> {
+    /// The whole HTTP request (head and body, one buffer) for `action`; `close`: ask for
+    /// one request per connection (`Connection: close`, as miniupnpc does).
+    fn soap_request(&self, action: &Action, close: bool) -> Vec<u8> {
         let soap = action.request(&self.service_type);
         let mut out = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nSOAPAction: {}\r\nContent-Length: {}\r\n\r\n",
+            "POST {} HTTP/1.1\r\nHost: {}\r\n{}Content-Type: {}\r\nSOAPAction: {}\r\nContent-Length: {}\r\n\r\n",
             self.control_path,
             self.host,
+            if close { "Connection: close\r\n" } else { "" },
             igd_proto::soap::CONTENT_TYPE,
             soap.soap_action,
             soap.body.len()
@@ -271,6 +274,8 @@ struct Client<'a> {
     ep: &'a Endpoint,
     conn: Option<Conn>,
     connections: usize,
+    /// Send `Connection: close` (one request per connection, as miniupnpc does).
+    close: bool,
 }
 
 impl<'a> Client<'a> {
@@ -279,12 +284,13 @@ impl<'a> Client<'a> {
             ep,
             conn: None,
             connections: 0,
+            close: false,
         }
     }
 
     /// Runs `action`; `Err` unless the answer is 200 with the action's response in it.
     fn call(&mut self, action: &Action) -> io::Result<()> {
-        let request = self.ep.soap_request(action);
+        let request = self.ep.soap_request(action, self.close);
         let answer = self.exchange(&request)?;
         match action.parse_response(&answer.body) {
             Ok(_) if answer.status == 200 => Ok(()),
@@ -520,14 +526,16 @@ fn fill(
     Ok(from + done.iter().sum::<usize>())
 }
 
-/// Add+delete pairs on ports no other pair in flight uses, with `n` connections, bounded by [`TP_MAX_PAIRS`] and
-/// [`TP_TIME`]. Returns operations per second (an add and a delete are two).
-fn throughput(net: &HomeNet, ep: &Endpoint, n: usize) -> io::Result<Rate> {
+/// Add+delete pairs on ports no other pair in flight uses, with `n` clients (`close`: each
+/// request on a connection of its own), bounded by [`TP_MAX_PAIRS`] and [`TP_TIME`]. Returns
+/// operations per second (an add and a delete are two).
+fn throughput(net: &HomeNet, ep: &Endpoint, n: usize, close: bool) -> io::Result<Rate> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let start = Instant::now();
     let (elapsed, pairs) = in_phone_parallel(net, n, |_| {
         let mut client = Client::new(ep);
+        client.close = close;
         let mut pairs = 0usize;
         while !failed.load(Ordering::Relaxed) && start.elapsed() < TP_TIME {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -1036,6 +1044,8 @@ struct Figures {
     label: String,
     tp1: Rate,
     tpn: Rate,
+    /// 16 connections, each request on its own connection (`Connection: close`).
+    tpn_close: Rate,
     python: Rate,
     python_how: String,
     sizes: Vec<(usize, SizeResult)>,
@@ -1087,21 +1097,24 @@ fn measure(net: &HomeNet, label: &str, pid: u32, cpu: bool, prior: f64) -> io::R
         warm.call(&add_action(TP_BASE - 1))
             .and_then(|()| warm.call(&delete_action(TP_BASE - 1)))
     })?;
-    let tp1 = throughput(net, &ep, 1)?;
+    let tp1 = throughput(net, &ep, 1, false)?;
     let before = cpu.then(|| Cpu::sample(pid));
     let perf = if cpu { start_perf(label, pid) } else { None };
-    let tpn = throughput(net, &ep, CONCURRENCY)?;
+    let tpn = throughput(net, &ep, CONCURRENCY, false)?;
     if let Some(p) = perf {
         let _ = p.stop();
     }
     let cpu = before.map(|b| b.report(&Cpu::sample(pid), tpn.seconds));
+    let tpn_close = throughput(net, &ep, CONCURRENCY, true)?;
     let (python, python_how) = python_throughput(net)?;
     println!(
-        "{NAME}: [{label}] add+delete ops/s: Rust c=1 {:.0} ({} ops), c={CONCURRENCY} {:.0} ({} ops), python c=1 {:.0} ({} ops, gateway by {python_how})",
+        "{NAME}: [{label}] add+delete ops/s: Rust c=1 {:.0} ({} ops), c={CONCURRENCY} {:.0} ({} ops), c={CONCURRENCY} with Connection: close {:.0} ({} ops), python c=1 {:.0} ({} ops, gateway by {python_how})",
         tp1.per_second(),
         tp1.ops,
         tpn.per_second(),
         tpn.ops,
+        tpn_close.per_second(),
+        tpn_close.ops,
         python.per_second(),
         python.ops
     );
@@ -1187,6 +1200,7 @@ fn measure(net: &HomeNet, label: &str, pid: u32, cpu: bool, prior: f64) -> io::R
         label: label.to_string(),
         tp1,
         tpn,
+        tpn_close,
         python,
         python_how,
         sizes,
@@ -1322,6 +1336,13 @@ fn report(ours: &[(Figures, String)], mini: &Figures, total: Duration) -> String
         &mut out,
         &format!("add+delete ops/s, Rust client, {CONCURRENCY} connections"),
         &|f| f.tpn,
+    );
+    rate_row(
+        &mut out,
+        &format!(
+            "add+delete ops/s, Rust client, {CONCURRENCY} connections, `Connection: close` (a connection per request)"
+        ),
+        &|f| f.tpn_close,
     );
     rate_row(&mut out, "add+delete ops/s, python3-miniupnpc", &|f| {
         f.python
