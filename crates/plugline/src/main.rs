@@ -226,25 +226,20 @@ fn main() -> ExitCode {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let filter = log_filter(level);
+    use tracing_subscriber::prelude::*;
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(filter);
     if matches!(cli.command, Command::Phone(_)) {
         // The phone also keeps its log lines for its status page.
-        use tracing_subscriber::prelude::*;
-        let stderr = tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_filter(filter);
         tracing_subscriber::registry()
             .with(stderr)
             .with(phone::log::layer())
             .init();
     } else {
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_env_filter(filter)
-            .init();
+        tracing_subscriber::registry().with(stderr).init();
     }
     // The client is one short sequence of requests: one thread is enough and starts fastest.
     // The gateway serves many clients and runs its relay: two workers.
@@ -474,4 +469,67 @@ async fn run_client(command: Command) -> portmap::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The log filter: `RUST_LOG` when set (`level` or `target=level`, comma-separated, e.g.
+/// `info,portmap=debug`), else `level` for everything. A `RUST_LOG` that cannot be read is
+/// reported and ignored. (`Targets` instead of `EnvFilter`: no regular-expression engine in
+/// the binary, which keeps it smaller and quicker to start.)
+fn log_filter(level: &str) -> tracing_subscriber::filter::Targets {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (filter, refused) = parse_log_filter(rust_log.as_deref(), level);
+    if let Some(e) = refused {
+        eprintln!(
+            "plugline: RUST_LOG={:?} ignored: {e}",
+            rust_log.unwrap_or_default()
+        );
+    }
+    filter
+}
+
+/// [`log_filter`] without the environment: the filter, and why `rust_log` was refused.
+fn parse_log_filter(
+    rust_log: Option<&str>,
+    level: &str,
+) -> (tracing_subscriber::filter::Targets, Option<String>) {
+    let default = || {
+        level
+            .parse()
+            .unwrap_or_else(|_| tracing_subscriber::filter::Targets::new())
+    };
+    match rust_log {
+        Some(text) if !text.trim().is_empty() => match text.parse() {
+            Ok(filter) => (filter, None),
+            Err(e) => (default(), Some(e.to_string())),
+        },
+        _ => (default(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_directives_and_the_verbosity_default() {
+        let (f, refused) = parse_log_filter(None, "warn");
+        assert!(refused.is_none());
+        assert!(f.would_enable("gateway::http", &Level::WARN));
+        assert!(!f.would_enable("gateway::http", &Level::INFO));
+
+        let (f, refused) = parse_log_filter(Some("info,portmap=debug"), "warn");
+        assert!(refused.is_none());
+        assert!(f.would_enable("portmap::discover", &Level::DEBUG));
+        assert!(!f.would_enable("gateway::http", &Level::DEBUG));
+        assert!(f.would_enable("gateway::http", &Level::INFO));
+
+        let (f, refused) = parse_log_filter(Some("portmap=trace,x=="), "info");
+        assert!(refused.is_some_and(|e| !e.is_empty()));
+        assert!(
+            f.would_enable("gateway", &Level::INFO),
+            "falls back to the level"
+        );
+        assert!(!f.would_enable("portmap", &Level::DEBUG));
+    }
 }
