@@ -551,6 +551,15 @@ mod tests {
             parse(&with_service("/ctl", "<URLBase>ctl/</URLBase>")),
             Err(DescriptionError::BadUrl { .. })
         ));
+        // Host names are ASCII only (idna_adapter 1.0, no Unicode tables): a Unicode host is
+        // a clear error, not a lookup of a look-alike name.
+        assert!(matches!(
+            parse(&with_service(
+                "/ctl",
+                "<URLBase>http://r\u{00f6}uter.example/</URLBase>"
+            )),
+            Err(DescriptionError::BadUrl { .. })
+        ));
         assert!(matches!(
             parse(&with_service("http://[::1/ctl", "")),
             Err(DescriptionError::BadUrl {
