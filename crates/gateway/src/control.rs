@@ -400,6 +400,17 @@ impl ControlThread {
     }
 }
 
+/// Returns the free memory of every malloc arena to the kernel (`malloc_trim`): after a burst
+/// of requests the HTTP tasks' buffers are free but stay resident otherwise.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas under their locks; the argument is
+    // the padding to keep, and any value is valid.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Batches handed to the sync thread at once (one sync per journal file among them).
 const MAX_SYNC_JOBS: usize = 1024;
 
@@ -568,6 +579,9 @@ impl Actor {
     }
 
     fn serve(mut self, rx: &std_mpsc::Receiver<Command>, sync: &std_mpsc::Sender<SyncJob>) {
+        // Batches since the heap was last given back (see `trim_heap`), and the last one.
+        let mut batches_since_trim = 0usize;
+        let mut last_batch = std::time::Instant::now();
         loop {
             let now = unix_now();
             let wait = self
@@ -577,7 +591,20 @@ impl Actor {
                 .unwrap_or(IDLE_WAKE)
                 .min(IDLE_WAKE);
             let first = match rx.recv_timeout(wait) {
-                Ok(cmd) => Some(cmd),
+                Ok(cmd) => {
+                    batches_since_trim += 1;
+                    last_batch = std::time::Instant::now();
+                    Some(cmd)
+                }
+                Err(std_mpsc::RecvTimeoutError::Timeout)
+                    if batches_since_trim > 0 && last_batch.elapsed() >= IDLE_WAKE =>
+                {
+                    // Quiet for a while after work: give the memory a burst left free back
+                    // to the kernel (glibc keeps it otherwise, per thread arena).
+                    batches_since_trim = 0;
+                    trim_heap();
+                    None
+                }
                 Err(std_mpsc::RecvTimeoutError::Timeout) => None,
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
             };

@@ -72,6 +72,9 @@ const ROOT_PATH: &str = "/rootDesc.xml";
 const SIZES: [usize; 4] = [1, 1_000, 5_000, 20_000];
 /// The size at which VmRSS is read (besides idle).
 const RSS_SIZE: usize = 5_000;
+/// Quiet time before VmRSS is read at [`RSS_SIZE`] (the gateway gives free heap back to the
+/// kernel after a second without requests).
+const RSS_SETTLE: Duration = Duration::from_secs(2);
 /// Total time the fills of one gateway may take (miniupnpd's is O(n²)).
 const FILL_BUDGET: Duration = Duration::from_secs(240);
 /// Extra time a fill may run past its projection before it is cut.
@@ -1178,6 +1181,9 @@ fn measure(net: &HomeNet, label: &str, pid: u32, cpu: bool, prior: f64) -> io::R
             Some(base) => slope = ((add_s - base) / n as f64).max(0.0),
         }
         if n == RSS_SIZE {
+            // Read at rest, as the idle figure is: a gateway with 5,000 mappings spends most
+            // of its life between requests.
+            thread::sleep(RSS_SETTLE);
             rss_at = Rss::of(pid);
             println!(
                 "{NAME}: [{label}] VmRSS at {n} mappings {}",
