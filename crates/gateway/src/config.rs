@@ -32,10 +32,10 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Which forwarding backend to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// nftables DNAT maps in the gateway's own table (needs root).
@@ -56,7 +56,7 @@ impl std::str::FromStr for BackendKind {
 }
 
 /// The whole configuration. Defaults are the documented values above.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
     /// LAN interface name.
@@ -188,6 +188,11 @@ impl GatewayConfig {
     /// Parse TOML text.
     pub fn parse(text: &str) -> Result<GatewayConfig, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The whole configuration as TOML text that [`parse`](Self::parse) reads back.
+    pub fn to_toml(&self) -> Result<String, String> {
+        toml::to_string(self).map_err(|e| e.to_string())
     }
 
     /// Check ranges and consistency.

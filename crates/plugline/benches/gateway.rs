@@ -828,7 +828,8 @@ impl Cpu {
                     c if c.starts_with("tokio-runtime") => "tokio workers (HTTP)".to_string(),
                     "nft-stderr" => "nft stderr reader".to_string(),
                     c if c.starts_with("conntrack") => "conntrack thread".to_string(),
-                    "plugline" => "main thread".to_string(),
+                    // The process's own name: `plugline`, or `plugline-gateway` cut to 15 bytes.
+                    "plugline" | "plugline-gatewa" => "main thread".to_string(),
                     other => format!("thread {other:?}"),
                 };
                 *groups.entry(group).or_insert(0) += t;
@@ -1000,11 +1001,12 @@ fn start_ours(net: &HomeNet, durability: Durability) -> io::Result<OurGateway> {
         dir,
         &["--max-mappings-per-host", "30000"],
     )?;
-    // `ip netns exec` execs the program, so the guarded pid is the gateway's.
+    // `ip netns exec` execs `plugline`, which execs `plugline-gateway` (the kernel keeps 15
+    // bytes of the name), so the guarded pid is the gateway's.
     let name = plugline_testing::process_name(gw.pid());
-    if name.as_deref() != Some("plugline") {
+    if name.as_deref() != Some("plugline-gatewa") {
         return Err(io::Error::other(format!(
-            "pid {} is {name:?}, not plugline",
+            "pid {} is {name:?}, not plugline-gateway",
             gw.pid()
         )));
     }

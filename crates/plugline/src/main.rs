@@ -10,6 +10,7 @@ use portmap::{
     discover, ClientConfig, DiscoverOptions, Discovered, Gateway, Mapping, MappingRequest, Protocol,
 };
 
+mod daemon;
 mod demo;
 mod output;
 
@@ -214,40 +215,34 @@ impl From<ProtocolArg> for Protocol {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let Cli { verbose, command } = Cli::parse();
     let daemon = matches!(
-        cli.command,
+        command,
         Command::Gateway(_) | Command::Phone(_) | Command::Demo
     );
-    let level = match cli.verbose {
+    let level = match verbose {
         0 if daemon => "info",
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
-    let filter = log_filter(level);
-    use tracing_subscriber::prelude::*;
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(filter);
-    if matches!(cli.command, Command::Phone(_)) {
-        // The phone also keeps its log lines for its status page.
-        tracing_subscriber::registry()
-            .with(stderr)
-            .with(phone::log::layer())
-            .init();
-    } else {
-        tracing_subscriber::registry().with(stderr).init();
+    if let Command::Gateway(args) = command {
+        return gateway_main(args, level);
+    }
+    {
+        use tracing_subscriber::prelude::*;
+        let registry = tracing_subscriber::registry().with(daemon::stderr_layer(level));
+        if matches!(command, Command::Phone(_)) {
+            // The phone also keeps its log lines for its status page.
+            registry.with(phone::log::layer()).init();
+        } else {
+            registry.init();
+        }
     }
     // The client is one short sequence of requests: one thread is enough and starts fastest.
-    // The gateway serves many clients and runs its relay: two workers.
     let built = if daemon {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
+        daemon::daemon_runtime()
     } else {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -260,13 +255,65 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    finish(runtime.block_on(run(command)))
+}
+
+fn finish(result: Result<(), String>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("plugline: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `plugline gateway`: resolves the flags over the configuration file, then becomes
+/// `plugline-gateway` (the gateway-only program beside this one, see its docs) with that
+/// configuration, or runs the gateway here when that program is not installed.
+fn gateway_main(args: GatewayArgs, level: &str) -> ExitCode {
+    let config = match gateway_config(args) {
+        Ok(c) => c,
+        Err(e) => return finish(Err(e)),
+    };
+    let exec_failed = exec_gateway_program(&config, level);
+    use tracing_subscriber::prelude::*;
+    tracing_subscriber::registry()
+        .with(daemon::stderr_layer(level))
+        .init();
+    if let Some(why) = exec_failed {
+        tracing::debug!(%why, "running the gateway in this process");
+    }
+    let runtime = match daemon::daemon_runtime() {
+        Ok(rt) => rt,
+        Err(e) => return finish(Err(format!("cannot start the async runtime: {e}"))),
+    };
+    finish(runtime.block_on(run_gateway(config)))
+}
+
+/// Replaces this process with `plugline-gateway` running `config`; returns (only) why not.
+fn exec_gateway_program(config: &gateway::GatewayConfig, level: &str) -> Option<String> {
+    use std::os::unix::process::CommandExt;
+    let program = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name(daemon::GATEWAY_PROGRAM),
+        Err(e) => return Some(format!("cannot find this program's path: {e}")),
+    };
+    if !program.is_file() {
+        return Some(format!("{} is not installed", program.display()));
+    }
+    let text = match config.to_toml() {
+        Ok(t) => t,
+        Err(e) => return Some(format!("cannot hand the configuration over: {e}")),
+    };
+    // argv stays what the user typed (`ps` shows `plugline gateway --lan-interface …`); the
+    // program reads only the resolved configuration.
+    let e = std::process::Command::new(&program)
+        .arg0("plugline")
+        .args(std::env::args_os().skip(1))
+        .env(daemon::GATEWAY_CONFIG_ENV, text)
+        .env(daemon::GATEWAY_LOG_ENV, level)
+        .exec();
+    Some(format!("cannot start {}: {e}", program.display()))
 }
 
 fn discover_options(search: &SearchArgs, all: bool) -> DiscoverOptions {
@@ -327,11 +374,10 @@ fn gateway_config(args: GatewayArgs) -> Result<gateway::GatewayConfig, String> {
     Ok(config)
 }
 
-async fn run_gateway(args: GatewayArgs) -> Result<(), String> {
-    let config = gateway_config(args)?;
+async fn run_gateway(config: gateway::GatewayConfig) -> Result<(), String> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        daemon::wait_for_signal().await;
         let _ = stop_tx.send(true);
     });
     gateway::run(config, stop_rx)
@@ -384,30 +430,15 @@ async fn run_phone(args: PhoneArgs) -> Result<(), String> {
     let config = phone_config(args)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        daemon::wait_for_signal().await;
         let _ = stop_tx.send(true);
     });
     phone::run(config, stop_rx).await.map_err(|e| e.to_string())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
 async fn run(command: Command) -> Result<(), String> {
     match command {
-        Command::Gateway(args) => run_gateway(args).await,
+        Command::Gateway(_) => Err("internal: the gateway is started by gateway_main".into()),
         Command::Phone(args) => run_phone(args).await,
         Command::Demo => demo::run().await,
         other => run_client(other).await.map_err(|e| e.to_string()),
@@ -471,44 +502,9 @@ async fn run_client(command: Command) -> portmap::Result<()> {
     Ok(())
 }
 
-/// The log filter: `RUST_LOG` when set (`level` or `target=level`, comma-separated, e.g.
-/// `info,portmap=debug`), else `level` for everything. A `RUST_LOG` that cannot be read is
-/// reported and ignored. (`Targets` instead of `EnvFilter`: no regular-expression engine in
-/// the binary, which keeps it smaller and quicker to start.)
-fn log_filter(level: &str) -> tracing_subscriber::filter::Targets {
-    let rust_log = std::env::var("RUST_LOG").ok();
-    let (filter, refused) = parse_log_filter(rust_log.as_deref(), level);
-    if let Some(e) = refused {
-        eprintln!(
-            "plugline: RUST_LOG={:?} ignored: {e}",
-            rust_log.unwrap_or_default()
-        );
-    }
-    filter
-}
-
-/// [`log_filter`] without the environment: the filter, and why `rust_log` was refused.
-fn parse_log_filter(
-    rust_log: Option<&str>,
-    level: &str,
-) -> (tracing_subscriber::filter::Targets, Option<String>) {
-    let default = || {
-        level
-            .parse()
-            .unwrap_or_else(|_| tracing_subscriber::filter::Targets::new())
-    };
-    match rust_log {
-        Some(text) if !text.trim().is_empty() => match text.parse() {
-            Ok(filter) => (filter, None),
-            Err(e) => (default(), Some(e.to_string())),
-        },
-        _ => (default(), None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::parse_log_filter;
+    use super::daemon::parse_log_filter;
     use tracing::Level;
 
     #[test]
