@@ -42,7 +42,13 @@ fn main() -> ExitCode {
             .with(daemon::stderr_layer(&level))
             .init();
     }
-    let runtime = match daemon::daemon_runtime() {
+    // One thread for all the async work (HTTP, SSDP, GENA, relay): the table, the journal
+    // sync and the backend have threads of their own, and one event loop keeps up with them
+    // (see the gateway benchmark); the multi-thread scheduler would only add code and a stack.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("plugline: cannot start the async runtime: {e}");
