@@ -15,14 +15,17 @@
 //! among the requests queued together) and on tmpfs (`/dev/shm`). miniupnpd never syncs.
 //!
 //! Measured, per gateway: SOAP add+delete throughput (Rust client with 1 and 16 connections
-//! kept alive where the server allows it, 16 with a connection per request, python with 1), AddPortMapping and DeletePortMapping latency of a fresh port (median and
-//! p99, one connection) with 1, 1,000, 5,000 and 20,000 mappings in the table (filled by the
-//! Rust client with 16 connections, or as many as the server's listen backlog: miniupnpd's
-//! is 5), M-SEARCH (IGD:2) first-answer latency, VmRSS idle and with 5,000 mappings (split
-//! into anonymous and file-backed pages), and for our gateway where its CPU goes during the
-//! 16-connection throughput run. miniupnpd costs ~17 µs × n per change, so filling it is
-//! O(n²): a size is only measured when the fill fits in [`FILL_BUDGET`] (projected from the
-//! latencies measured so far); otherwise the row says `not measured (fill would take N s)`.
+//! kept alive where the server allows it, 16 with a connection per request, python with 1),
+//! AddPortMapping and DeletePortMapping latency of a fresh port (median and p99, one
+//! connection) with 1, 1,000, 5,000 and 20,000 mappings in the table (filled by the Rust
+//! client with 16 connections, or as many as the server's listen backlog: miniupnpd's is 5),
+//! M-SEARCH (IGD:2) first-answer latency, VmRSS idle and with 5,000 mappings after
+//! [`RSS_SETTLE`] at rest (split into anonymous and file-backed pages; ours is the
+//! `plugline-gateway` process `plugline gateway` becomes), and for our gateway where its CPU
+//! goes during the 16-connection throughput run. miniupnpd costs ~17 µs × n per change, so
+//! filling it is O(n²): a size is only measured when the fill fits in [`FILL_BUDGET`]
+//! (projected from the latencies measured so far); otherwise the row says `not measured (fill
+//! would take N s)`.
 //! The whole run takes about 5 minutes when miniupnpd's 5,000 fits (~3.5 of them filling
 //! miniupnpd), about 2.5 otherwise.
 //!
