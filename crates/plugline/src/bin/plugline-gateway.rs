@@ -3,9 +3,9 @@
 //! beside it (else it runs the gateway in-process).
 //!
 //! Why a program of its own: a gateway runs for months, and most of its resident memory is
-//! the code the kernel maps for it. This program holds only the gateway (about half of
-//! `plugline`: no client commands, phone, SIP or demo, no argument parser), so it maps half as
-//! much. It is not meant to be started by hand: it takes the resolved configuration as TOML
+//! the code the kernel maps for it. This program holds only the gateway (no client commands,
+//! phone, SIP or demo, no argument parser: 2.1 MB of code against 2.9 MB for `plugline`, both
+//! with the static libc), and one event loop. It is not meant to be started by hand: it takes the resolved configuration as TOML
 //! in `PLUGLINE_GATEWAY_CONFIG` and the log level in `PLUGLINE_GATEWAY_LOG`; its arguments
 //! are those `plugline` was given (so `ps` shows the command the user typed) and are not read.
 
