@@ -36,6 +36,10 @@ fn main() -> ExitCode {
         }
     };
     let level = std::env::var(daemon::GATEWAY_LOG_ENV).unwrap_or_else(|_| "info".into());
+    // Read once; the programs the gateway runs (nft, conntrack) need not inherit them. Still
+    // one thread here, so changing the environment races with nothing.
+    std::env::remove_var(daemon::GATEWAY_CONFIG_ENV);
+    std::env::remove_var(daemon::GATEWAY_LOG_ENV);
     {
         use tracing_subscriber::prelude::*;
         tracing_subscriber::registry()
