@@ -1,5 +1,5 @@
-//! What `plugline` and `plugline-gateway` share: logging set-up, the runtime of a daemon and
-//! the stop signal. (Included by both binaries with `#[path]`: two small functions do not
+//! What `plugline` and `plugline-gateway` share: logging set-up, running the gateway and the
+//! stop signal. (Included by both binaries with `#[path]`: two small functions do not
 //! justify a library target.)
 
 /// The log filter: `RUST_LOG` when set (`level` or `target=level`, comma-separated, e.g.
@@ -49,13 +49,25 @@ where
         .with_filter(log_filter(level))
 }
 
-/// The runtime of the gateway and the phone: they serve many clients (and the relay), so two
-/// workers.
-pub fn daemon_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+/// Runs the gateway until SIGTERM or SIGINT, on one event loop: the table, the journal sync
+/// and the backend have threads of their own, and one loop keeps up with the async work
+/// (HTTP, SSDP, GENA, relay; see the gateway benchmark), where a multi-thread scheduler would
+/// only add code and a stack. The same for `plugline-gateway` and the in-process fallback.
+pub fn serve_gateway(config: gateway::GatewayConfig) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        gateway::run(config, stop_rx)
+            .await
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// Resolves at SIGTERM or SIGINT.
@@ -79,5 +91,3 @@ pub async fn wait_for_signal() {
 pub const GATEWAY_CONFIG_ENV: &str = "PLUGLINE_GATEWAY_CONFIG";
 /// The environment variable that carries the log level chosen with `-v`.
 pub const GATEWAY_LOG_ENV: &str = "PLUGLINE_GATEWAY_LOG";
-/// The gateway-only program, looked for beside `plugline`.
-pub const GATEWAY_PROGRAM: &str = "plugline-gateway";

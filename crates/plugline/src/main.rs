@@ -242,7 +242,11 @@ fn main() -> ExitCode {
     }
     // The client is one short sequence of requests: one thread is enough and starts fastest.
     let built = if daemon {
-        daemon::daemon_runtime()
+        // The phone serves its status page and SIP at once; the demo runs everything.
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
     } else {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -284,18 +288,17 @@ fn gateway_main(args: GatewayArgs, level: &str) -> ExitCode {
     if let Some(why) = exec_failed {
         tracing::debug!(%why, "running the gateway in this process");
     }
-    let runtime = match daemon::daemon_runtime() {
-        Ok(rt) => rt,
-        Err(e) => return finish(Err(format!("cannot start the async runtime: {e}"))),
-    };
-    finish(runtime.block_on(run_gateway(config)))
+    finish(daemon::serve_gateway(config))
 }
+
+/// The gateway-only program, looked for beside `plugline`.
+const GATEWAY_PROGRAM: &str = "plugline-gateway";
 
 /// Replaces this process with `plugline-gateway` running `config`; returns (only) why not.
 fn exec_gateway_program(config: &gateway::GatewayConfig, level: &str) -> Option<String> {
     use std::os::unix::process::CommandExt;
     let program = match std::env::current_exe() {
-        Ok(exe) => exe.with_file_name(daemon::GATEWAY_PROGRAM),
+        Ok(exe) => exe.with_file_name(GATEWAY_PROGRAM),
         Err(e) => return Some(format!("cannot find this program's path: {e}")),
     };
     if !program.is_file() {
@@ -372,17 +375,6 @@ fn gateway_config(args: GatewayArgs) -> Result<gateway::GatewayConfig, String> {
         config.secure_mode = false;
     }
     Ok(config)
-}
-
-async fn run_gateway(config: gateway::GatewayConfig) -> Result<(), String> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        daemon::wait_for_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    gateway::run(config, stop_rx)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 fn phone_config(args: PhoneArgs) -> Result<phone::PhoneConfig, String> {

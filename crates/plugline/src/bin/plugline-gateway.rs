@@ -12,7 +12,6 @@
 use std::process::ExitCode;
 
 #[path = "../daemon.rs"]
-#[allow(dead_code)] // the module is shared with `plugline`, which uses all of it
 mod daemon;
 
 fn main() -> ExitCode {
@@ -46,28 +45,7 @@ fn main() -> ExitCode {
             .with(daemon::stderr_layer(&level))
             .init();
     }
-    // One thread for all the async work (HTTP, SSDP, GENA, relay): the table, the journal
-    // sync and the backend have threads of their own, and one event loop keeps up with them
-    // (see the gateway benchmark); the multi-thread scheduler would only add code and a stack.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("plugline: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async move {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            daemon::wait_for_signal().await;
-            let _ = stop_tx.send(true);
-        });
-        gateway::run(config, stop_rx).await
-    });
-    match result {
+    match daemon::serve_gateway(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("plugline: {e}");
